@@ -1,0 +1,11 @@
+"""mmxformer: XFormer (Cross Feature Attention) for mmpretrain, mmdet and mmsegmentation.
+
+Importing the package registers the backbone into every installed toolbox; a config needs only
+``custom_imports = dict(imports=['mmxformer'], allow_failed_imports=False)``.
+"""
+from .registry import register_all
+from .version import __version__
+
+TOOLBOXES = register_all()
+
+__all__ = ['__version__', 'TOOLBOXES']

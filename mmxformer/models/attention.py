@@ -1,0 +1,144 @@
+"""Token mixers of the XF block, interchangeable through ``attn_cfg``.
+
+Each takes tokens of shape (B, N, C) and returns the same shape:
+
+- :class:`CrossFeatureAttention` (XFA), XFormer's attention, linear in N;
+- :class:`MultiheadSelfAttention`, softmax(QKᵀ/√d)·V as in MobileViT, quadratic in N: the
+  paper's baseline;
+- :class:`IdentityMixer`, no mixing at all: the attention-free skeleton used to measure what the
+  attention costs.
+"""
+import math
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+
+class CrossFeatureAttention(BaseModule):
+    """Cross Feature Attention (XFA) from `Lightweight Vision Transformer with Cross Feature
+    Attention <https://arxiv.org/abs/2207.07268>`_.
+
+    Per head, with L2-normalised queries and keys Q̂, K̂ (N tokens of d features):
+
+    .. code-block:: text
+
+        c = Q̂ · w_c                 query-context score, one value per token    (N)
+        k̄ = (1/N) Σ_n c_n · K̂_n     context-weighted key                        (d)
+        f = W_f · k̄                 query-feature score, one value per feature  (d)
+        Y = λ · (V ⊙ f)             no softmax, nothing of size N×N
+
+    and the heads' outputs are concatenated and projected back to ``embed_dims``. Time and memory
+    are O(N·d).
+
+    The fast path never materialises the normalised Q and K: ``c`` divides by the norms of Q
+    afterwards, the key norms fold into the weights of the mean, and λ·f folds into the output
+    projection, so the only N-sized tensors are the qkv projection and the output.
+
+    Args:
+        embed_dims (int): Channels of the tokens.
+        qkv_dims (int): Channels of Q, K and V, summed over the heads. Defaults to 96.
+        num_heads (int): Number of heads; ``w_c``, ``W_f`` and λ are per head. Defaults to 4.
+        temperature_init (float): Initial value of the learnable temperature λ. With 1.0 the
+            branch starts small (\\|f\\| ≈ 0.1 at initialisation, since c and k̄ are bounded by
+            the unit norms) so the residual stream dominates early training, as a LayerScale
+            would, and λ is free to grow. Defaults to 1.0.
+        qkv_bias (bool): Whether the qkv projection has a bias. Defaults to True.
+        eps (float): Lower bound of the norms in the L2 normalisation. Defaults to 1e-6.
+        init_cfg (dict, optional): Initialization config dict. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims,
+                 qkv_dims=96,
+                 num_heads=4,
+                 temperature_init=1.0,
+                 qkv_bias=True,
+                 eps=1e-6,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if qkv_dims % num_heads:
+            raise ValueError(f'qkv_dims ({qkv_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        self.num_heads = num_heads
+        self.head_dims = qkv_dims // num_heads
+        self.eps = eps
+        self.qkv = nn.Linear(embed_dims, 3 * qkv_dims, bias=qkv_bias)
+        # w_c (a 1x1 conv d -> 1) and W_f (a 1x1 conv d -> d), one of each per head.
+        self.context_weight = nn.Parameter(torch.empty(num_heads, self.head_dims))
+        self.feature_weight = nn.Parameter(
+            torch.empty(num_heads, self.head_dims, self.head_dims))
+        self.temperature = nn.Parameter(torch.full((num_heads, ), float(temperature_init)))
+        self.proj = nn.Linear(qkv_dims, embed_dims)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Initialise w_c and W_f as PyTorch initialises the 1x1 convs they stand for."""
+        bound = 1 / math.sqrt(self.head_dims)
+        nn.init.uniform_(self.context_weight, -bound, bound)
+        nn.init.uniform_(self.feature_weight, -bound, bound)
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        h, d = self.num_heads, self.head_dims
+        q, k, v = self.qkv(x).view(B, N, 3, h, d).unbind(2)  # views, (B, N, h, d) each
+        # c_n = <q_n, w_c> / |q_n|
+        context = torch.einsum('bnhd,hd->bnh', q, self.context_weight)
+        context = context / q.norm(dim=-1).clamp_min(self.eps)
+        # k̄ = 1/N Σ_n (c_n / |k_n|) k_n
+        weights = context / k.norm(dim=-1).clamp_min(self.eps)
+        key = torch.einsum('bnh,bnhd->bhd', weights, k) / N
+        feature = torch.einsum('hde,bhe->bhd', self.feature_weight, key)
+        # (V ⊙ λf) W_oᵀ = V (diag(λf) W_oᵀ): scale the projection, not the N tokens.
+        scale = (self.temperature[:, None] * feature).reshape(B, h * d, 1)
+        weight = scale * self.proj.weight.t()
+        return torch.baddbmm(self.proj.bias, v.reshape(B, N, h * d), weight)
+
+
+class MultiheadSelfAttention(BaseModule):
+    """Standard multi-head self-attention, softmax(QKᵀ/√d)·V, as in MobileViT.
+
+    It builds the N×N attention map of every head: time and memory are O(N²). It is here as the
+    baseline XFA is compared with.
+
+    Args:
+        embed_dims (int): Channels of the tokens.
+        qkv_dims (int): Channels of Q, K and V, summed over the heads. Defaults to 96.
+        num_heads (int): Number of heads. Defaults to 4.
+        qkv_bias (bool): Whether the qkv projection has a bias. Defaults to True.
+        init_cfg (dict, optional): Initialization config dict. Defaults to None.
+    """
+
+    def __init__(self, embed_dims, qkv_dims=96, num_heads=4, qkv_bias=True, init_cfg=None):
+        super().__init__(init_cfg)
+        if qkv_dims % num_heads:
+            raise ValueError(f'qkv_dims ({qkv_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        self.num_heads = num_heads
+        self.scale = (qkv_dims // num_heads)**-0.5
+        self.qkv = nn.Linear(embed_dims, 3 * qkv_dims, bias=qkv_bias)
+        self.proj = nn.Linear(qkv_dims, embed_dims)
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, -1))
+
+
+class IdentityMixer(nn.Module):
+    """Returns its input: XFormer's skeleton without any attention, for cost measurements.
+
+    Args:
+        embed_dims (int): Unused; accepted so that it can replace the other mixers.
+        **kwargs: Unused.
+    """
+
+    def __init__(self, embed_dims, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+ATTENTIONS = (CrossFeatureAttention, MultiheadSelfAttention, IdentityMixer)
