@@ -7,7 +7,6 @@ backbone to the ``MODELS`` registry of every installed toolbox (mmpretrain, mmde
 again, or re-importing the package, never raises "already registered".
 """
 import importlib
-import importlib.util
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -17,9 +16,18 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmxformer')
 TOOLBOXES = ('mmpretrain', 'mmdet', 'mmseg')
 
 
-def installed_toolboxes():
-    """The OpenMMLab toolboxes that can be imported here."""
-    return [name for name in TOOLBOXES if importlib.util.find_spec(name) is not None]
+def toolbox_registries():
+    """``{toolbox: its MODELS registry}`` for the toolboxes that are installed here."""
+    registries = {}
+    for toolbox in TOOLBOXES:
+        try:
+            module = importlib.import_module(f'{toolbox}.registry')
+        except ModuleNotFoundError as error:
+            if error.name not in (toolbox, f'{toolbox}.registry'):
+                raise  # installed but broken: say so rather than skip it
+            continue
+        registries[toolbox] = module.MODELS
+    return registries
 
 
 def _register(registry, module):
@@ -47,10 +55,10 @@ def register_all():
     from .models import ATTENTIONS, XFormer
     for module in (*ATTENTIONS, XFormer):
         _register(MODELS, module)
-    toolboxes = installed_toolboxes()
-    for toolbox in toolboxes:
-        _register(importlib.import_module(f'{toolbox}.registry').MODELS, XFormer)
-    return toolboxes
+    registries = toolbox_registries()
+    for registry in registries.values():
+        _register(registry, XFormer)
+    return list(registries)
 
 
 def build_attention(cfg, embed_dims):
