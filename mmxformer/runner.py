@@ -1,0 +1,72 @@
+"""What tools/train.py and tools/test.py share: the config a run uses, whatever its toolbox."""
+import os.path as osp
+
+from mmengine.config import Config
+
+from .amp import amp_optim_wrapper
+from .registry import TOOLBOXES
+
+
+def toolbox_of(cfg):
+    """The toolbox a config belongs to, from its ``default_scope``."""
+    scope = cfg.get('default_scope')
+    if scope not in TOOLBOXES:
+        raise ValueError(f"Config {cfg.filename} has default_scope={scope!r}; tools/train.py and "
+                         f"tools/test.py run configs whose default_scope is one of {TOOLBOXES}")
+    return scope
+
+
+def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
+    """Load a config, merge ``--cfg-options``, and set ``launcher`` and ``work_dir`` (the command
+    line's, else the config's, else ``work_dirs/<config name>``)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Config file {path} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    toolbox_of(cfg)
+    return cfg
+
+
+def enable_amp(cfg):
+    cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
+
+
+def enable_auto_scale_lr(cfg):
+    if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+        raise ValueError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {cfg.filename}'
+                         ' (the total batch size the learning rate was tuned for)')
+    cfg.auto_scale_lr.enable = True
+
+
+def enable_resume(cfg, resume):
+    """``resume='auto'``: from the latest checkpoint of the work dir; a path: from that file."""
+    cfg.resume = True
+    cfg.load_from = None if resume == 'auto' else resume
+
+
+def enable_show(cfg, show_dir):
+    """Draw predictions of the test set into ``<work_dir>/<timestamp>/<show_dir>``."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ValueError(f'--show-dir needs default_hooks.visualization in {cfg.filename}')
+    if toolbox_of(cfg) == 'mmpretrain':
+        hook.update(enable=True, out_dir=show_dir)
+    else:
+        hook.update(draw=True, test_out_dir=show_dir)
+
+
+def enable_dump(cfg, out):
+    """Also write the raw predictions of the test set to ``out`` (a pickle)."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl or .pickle file, got {out}')
+    dump = dict(type='DumpResults', out_file_path=out)
+    if toolbox_of(cfg) == 'mmdet':
+        dump = dict(type='DumpDetResults', out_file_path=out)
+    evaluators = cfg.test_evaluator
+    cfg.test_evaluator = [*evaluators, dump] if isinstance(evaluators, list) else [evaluators, dump]

@@ -1,0 +1,54 @@
+"""Train a model from an mmpretrain, mmdet or mmseg config (picked by its default_scope).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
+                                 [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+from mmxformer.runner import (enable_amp, enable_auto_scale_lr, enable_resume, load_config,
+                              toolbox_of)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
+    parser.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
+                        help='resume from CKPT, or without it from the latest checkpoint '
+                        'in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 on CUDA, bf16 on the CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate with the total batch size')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, e.g. train_cfg.max_epochs=2')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    if args.resume:
+        enable_resume(cfg, args.resume)
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    print(f'Training a {toolbox_of(cfg)} model; logs and checkpoints go to {cfg.work_dir}')
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
