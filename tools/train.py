@@ -2,12 +2,14 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+                                 [--skip-data-check]
 """
 import argparse
 import os
 
 from mmengine.config import DictAction
 
+from mmxformer.datasets import check_dataset_config
 from mmxformer.runner import (enable_amp, enable_auto_scale_lr, enable_resume, load_config,
                               toolbox_of)
 
@@ -27,6 +29,8 @@ def parse_args(argv=None):
                         help='override settings of the config, e.g. train_cfg.max_epochs=2')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--skip-data-check', action='store_true',
+                        help='do not check the data sets before building the runner')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -42,6 +46,9 @@ def main(argv=None):
         enable_auto_scale_lr(cfg)
     if args.resume:
         enable_resume(cfg, args.resume)
+    if not args.skip_data_check:
+        for line in check_dataset_config(cfg):
+            print(f'data check: {line}')
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

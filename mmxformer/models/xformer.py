@@ -6,6 +6,7 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList, Sequential
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..checkpoint import check_pretrained_init
 from .blocks import MV3Block, XFBlock
 
 ARCH_KEYS = ('stem_channels', 'channels', 'num_blocks', 'strides', 'embed_dims', 'depths',
@@ -195,6 +196,11 @@ class XFormer(BaseModule):
                                  f'[{-num_stages}, {num_stages - 1}] (stages 0-'
                                  f'{num_stages - 2}, {num_stages - 1} the final conv)')
         return tuple(sorted(index % num_stages for index in indices))
+
+    def init_weights(self):
+        super().init_weights()
+        # mmengine's Pretrained init loads nothing, quietly, when the keys do not match.
+        check_pretrained_init(self)
 
     @property
     def out_channels(self):
