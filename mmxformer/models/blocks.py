@@ -191,25 +191,33 @@ class XFBlock(BaseModule):
         self.fuse = ConvModule(2 * channels, channels, 3, padding=1, **common)
 
     def unfold(self, x):
-        """(B, D, H, W) -> (B·p², N, D) with N = ⌈H/p⌉·⌈W/p⌉, zero-padding H and W to p."""
+        """(B, D, H, W) -> (B·p², N, D) with N = ⌈H/p⌉·⌈W/p⌉, zero-padding H and W to p.
+
+        One copy whatever the memory format; from channels-last it moves whole D-vectors.
+        """
         B, D, H, W = x.shape
         p = self.patch_size
-        x = F.pad(x, (0, -W % p, 0, -H % p))
+        if H % p or W % p:
+            x = F.pad(x, (0, -W % p, 0, -H % p))
         h, w = x.shape[2] // p, x.shape[3] // p
         tokens = x.reshape(B, D, h, p, w, p).permute(0, 3, 5, 2, 4, 1)
         return tokens.reshape(B * p * p, h * w, D), (h, w)
 
-    def fold(self, tokens, grid, size):
-        """Inverse of :meth:`unfold`: (B·p², N, D) -> (B, D, H, W) cropped to ``size``."""
+    def fold(self, tokens, grid, like):
+        """Inverse of :meth:`unfold`: (B·p², N, D) -> (B, D, H, W), cropped to the size of
+        ``like`` and in its memory format, in one copy."""
         p, (h, w) = self.patch_size, grid
-        D = tokens.shape[-1]
-        x = tokens.reshape(-1, p, p, h, w, D).permute(0, 5, 3, 1, 4, 2)
-        x = x.reshape(-1, D, h * p, w * p)
-        return x[:, :, :size[0], :size[1]]
+        B, D = like.shape[0], tokens.shape[-1]
+        memory_format = (torch.channels_last if like.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format)
+        x = torch.empty((B, D, h * p, w * p), dtype=tokens.dtype, device=tokens.device,
+                        memory_format=memory_format)
+        x.view(B, D, h, p, w, p).copy_(tokens.view(B, p, p, h, w, D).permute(0, 5, 3, 1, 4, 2))
+        return x[:, :, :like.shape[2], :like.shape[3]]
 
     def forward(self, x):
         tokens, grid = self.unfold(self.to_tokens(self.local(x)))
         for layer in self.layers:
             tokens = checkpointed(layer, tokens, self.with_cp)
-        y = self.from_tokens(self.fold(self.norm(tokens), grid, x.shape[2:]))
+        y = self.from_tokens(self.fold(self.norm(tokens), grid, x))
         return self.fuse(torch.cat([x, y], dim=1))
