@@ -31,9 +31,10 @@ class CrossFeatureAttention(BaseModule):
     and the heads' outputs are concatenated and projected back to ``embed_dims``. Time and memory
     are O(N·d).
 
-    The fast path never materialises the normalised Q and K: ``c`` divides by the norms of Q
-    afterwards, the key norms fold into the weights of the mean, and λ·f folds into the output
-    projection, so the only N-sized tensors are the qkv projection and the output.
+    The fast path never materialises the normalised Q and K, nor copies Q, K or V out of the qkv
+    projection: ``c`` divides by the norms of Q afterwards, the key norms fold into the weights of
+    the mean, and λ·f folds into the output projection, so the only N·d-sized tensors are the qkv
+    projection and the output.
 
     Args:
         embed_dims (int): Channels of the tokens.
@@ -81,18 +82,21 @@ class CrossFeatureAttention(BaseModule):
     def forward(self, x):
         B, N, _ = x.shape
         h, d = self.num_heads, self.head_dims
-        q, k, v = self.qkv(x).view(B, N, 3, h, d).unbind(2)  # views, (B, N, h, d) each
-        # c_n = <q_n, w_c> / |q_n|
-        context = torch.einsum('bnhd,hd->bnh', q, self.context_weight)
-        context = context / q.norm(dim=-1).clamp_min(self.eps)
-        # k̄ = 1/N Σ_n (c_n / |k_n|) k_n
-        weights = context / k.norm(dim=-1).clamp_min(self.eps)
-        key = torch.einsum('bnh,bnhd->bhd', weights, k) / N
-        feature = torch.einsum('hde,bhe->bhd', self.feature_weight, key)
+        qkv = self.qkv(x)
+        q, k, v = qkv.split(h * d, dim=-1)  # views, (B, N, h·d) each
+        # |q_n| and |k_n| of every head, (B, N, 2h)
+        norms = qkv[..., :2 * h * d].unflatten(-1, (2 * h, d)).norm(dim=-1).clamp_min(self.eps)
+        # c_n = <q_n, w_c> / |q_n|: all heads in one product with the block-diagonal of the w_c
+        context = q @ torch.block_diag(*self.context_weight[..., None])
+        # k̄ = 1/N Σ_n (c_n / |k_n|) k_n: one product weighs every head's keys by every head's
+        # weights, of which the diagonal blocks are wanted; no copy of the strided keys.
+        weights = context / (norms[..., :h] * norms[..., h:])
+        key = (weights.transpose(1, 2) @ k).view(B, h, h, d).diagonal(dim1=1, dim2=2) / N
+        feature = torch.einsum('hde,beh->bhd', self.feature_weight, key)
         # (V ⊙ λf) W_oᵀ = V (diag(λf) W_oᵀ): scale the projection, not the N tokens.
         scale = (self.temperature[:, None] * feature).reshape(B, h * d, 1)
         weight = scale * self.proj.weight.t()
-        return torch.baddbmm(self.proj.bias, v.reshape(B, N, h * d), weight)
+        return torch.baddbmm(self.proj.bias, v, weight)
 
 
 class MultiheadSelfAttention(BaseModule):
