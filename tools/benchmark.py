@@ -1,0 +1,132 @@
+"""Latency and peak memory of XFormer-S next to its self-attention variant, its attention-free
+skeleton, MobileViT-S and MobileNetV2, batch 1, measured side by side in one run.
+
+    python tools/benchmark.py [--sizes 256 512 768 1024 1024x2048] [--models NAME ...]
+                              [--modes plain deploy] [--repeats 10] [--warmup 2]
+                              [--device cpu|cuda] [--amp bf16] [--threads N] [--no-memory]
+                              [--max-attn-gib 4] [--out-dir work_dirs/benchmark]
+    python tools/benchmark.py --train CONFIG [CONFIG ...] [--batch-size 8] [--repeats 5]
+
+It prints markdown tables (ratios against XFormer-S) and the goals of docs/benchmark.md, and writes
+``benchmark_<device>[_bf16].json`` and a log-log plot ``.png`` into ``--out-dir``. Heavy: on a
+shared CPU wrap it in ``flock /tmp/mmxformer-cpu.lock``. With ``--train`` it times one training
+iteration of the detectors of mmdet configs instead (ratios against the first config).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import sys
+from datetime import datetime, timezone
+
+import torch
+
+from mmxformer import benchmark as bm
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', nargs='+', default=['256', '512', '768', '1024', '1024x2048'],
+                        help='input sizes: N for NxN or HxW (default 256 512 768 1024 1024x2048)')
+    parser.add_argument('--models', nargs='+', default=list(bm.MODELS), choices=list(bm.MODELS),
+                        help='models to compare (default: all)')
+    parser.add_argument('--modes', nargs='+', default=list(bm.MODES), choices=bm.MODES,
+                        help='plain: eval forward under no_grad; deploy: BN folded, '
+                        'channels-last, inference_mode (default: both)')
+    parser.add_argument('--repeats', type=int, default=10, help='timed rounds (default 10)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed runs first (default 2)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N] (default cpu)')
+    parser.add_argument('--amp', choices=['bf16'], help='run under bfloat16 autocast')
+    parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s own)')
+    parser.add_argument('--no-memory', action='store_true', help='time only')
+    parser.add_argument('--max-attn-gib', type=float, default=4.0,
+                        help='skip a model whose N×N attention maps of one layer would take more '
+                        'GiB (default 4)')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark', help='where JSON and PNG go')
+    parser.add_argument('--train', nargs='+', metavar='CONFIG',
+                        help='time training iterations of these mmdet configs instead')
+    parser.add_argument('--batch-size', type=int, default=8, help='with --train (default 8)')
+    parser.add_argument('--image-size', type=int, default=320, help='with --train (default 320)')
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error('--repeats must be at least 1 and --warmup at least 0')
+    try:
+        args.sizes = [bm.parse_size(size) for size in args.sizes]
+    except ValueError as error:
+        parser.error(str(error))
+    if bm.BASELINE not in args.models:
+        parser.error(f'--models must include {bm.BASELINE}: the ratios are against it')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda, but CUDA is not available here')
+    return args
+
+
+def environment(args):
+    device = (torch.cuda.get_device_name(args.device)
+              if args.device.startswith('cuda') else _cpu_name())
+    return dict(device=device, device_type=args.device, torch=torch.__version__,
+                threads=torch.get_num_threads(), amp=args.amp or 'fp32',
+                python=sys.version.split()[0], date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+
+
+def _cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next(line.split(':', 1)[1].strip() for line in f if 'model name' in line)
+    except (OSError, StopIteration):
+        name = platform.processor() or 'unknown CPU'
+    return f'{name}, {os.cpu_count()} cores'
+
+
+def write_atomically(path, text):
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main_train(args):
+    times = bm.train_iteration_times(args.train, args.batch_size, args.image_size, args.repeats,
+                                     args.warmup)
+    summaries = {path: bm.summarize(t) for path, t in times.items()}
+    reference = summaries[args.train[0]]['median']
+    print(f'One training iteration, batch {args.batch_size} at {args.image_size}², '
+          f'{torch.get_num_threads()} threads\n')
+    print('| config | median s | IQR s | / first |\n|---|---|---|---|')
+    for path, s in summaries.items():
+        print(f'| {path} | {s["median"] / 1e3:.2f} | {s["q1"] / 1e3:.2f}-{s["q3"] / 1e3:.2f} | '
+              f'{s["median"] / reference:.2f}x |')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train:
+        return main_train(args)
+    env = environment(args)
+    print(f'{env["device"]}; torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
+          f'batch 1\nmemory: {bm.memory_method(args.device)}')
+    records = bm.run(args.models, args.sizes, args.modes, args.repeats, args.warmup, args.device,
+                     args.amp, args.max_attn_gib, not args.no_memory, args.threads)
+    goals = bm.check_goals(records, args.modes)
+    print(bm.format_tables(records, args.modes))
+    print('\n' + bm.format_goals(goals))
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = osp.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}'
+                    f'{"_bf16" if args.amp else ""}')
+    result = dict(environment=env, memory_method=bm.memory_method(args.device),
+                  repeats=args.repeats, warmup=args.warmup, records=records,
+                  goals=[dict(mode=m, goal=t, value=v, target=f'{op} {target}',
+                              met=bm.goal_met(v, op, target)) for m, t, v, op, target in goals])
+    write_atomically(f'{stem}.json', json.dumps(result, indent=1))
+    bm.plot(records, args.modes, f'{stem}.png',
+            f'{env["device"]}, torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
+            'batch 1')
+    print(f'\nwrote {stem}.json and {stem}.png')
+
+
+if __name__ == '__main__':
+    main()
