@@ -8,7 +8,7 @@ import os
 
 from mmengine.config import DictAction
 
-from mmxformer.runner import enable_dump, enable_show, load_config
+from mmxformer.runner import enable_dump, enable_show, load_config, setup_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -40,6 +40,7 @@ def main(argv=None):
     if args.out:
         enable_dump(cfg, args.out)
 
+    setup_cpu_distributed(cfg)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))

@@ -11,7 +11,7 @@ from mmengine.config import DictAction
 
 from mmxformer.datasets import check_dataset_config
 from mmxformer.runner import (enable_amp, enable_auto_scale_lr, enable_resume, load_config,
-                              toolbox_of)
+                              setup_cpu_distributed, toolbox_of)
 
 
 def parse_args(argv=None):
@@ -50,6 +50,7 @@ def main(argv=None):
         for line in check_dataset_config(cfg):
             print(f'data check: {line}')
 
+    setup_cpu_distributed(cfg)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
