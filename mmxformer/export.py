@@ -14,7 +14,7 @@ the model's data preprocessor produces. The exported file records that preproces
 in its metadata (``preprocessing``), with a line on what the outputs are (``outputs``).
 
 The exporter is PyTorch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): it
-needs nothing beyond torch and onnx and exports XFormer in about a second. The torch.export-based
+needs nothing beyond torch and onnx and exports XFormer in seconds. The torch.export-based
 exporter needs the onnxscript package, takes half a minute for the smallest XFormer, and
 specialises the dynamic height and width when the model branches on them.
 
