@@ -22,7 +22,7 @@ from multiprocessing import get_context
 
 import torch
 
-from .deploy import deploy
+from .deploy import deploy, keep_freed_memory
 
 BASELINE = 'xformer-s'
 MODES = ('plain', 'deploy')
@@ -154,8 +154,10 @@ def _kib(field):
         return int(re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.MULTILINE)[1])
 
 
-def _cpu_peak_probe(name, mode, size, amp, threads):
+def _cpu_peak_probe(name, mode, size, amp, threads, keep_memory):
     """In a fresh process: MiB by which one forward pass raises the peak resident set."""
+    if keep_memory:
+        keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
     model = build(name, mode)
@@ -170,7 +172,7 @@ def _cpu_peak_probe(name, mode, size, amp, threads):
         return (_kib('VmHWM') - before) / 1024
 
 
-def measure_peak_memory(name, mode, size, device, amp=None, threads=None):
+def measure_peak_memory(name, mode, size, device, amp=None, threads=None, keep_memory=False):
     """MiB by which one forward pass of model ``name`` on a 1x3x``size`` input raises the peak
     memory (see the module's docstring for the method)."""
     if torch.device(device).type == 'cuda':
@@ -186,7 +188,7 @@ def measure_peak_memory(name, mode, size, device, amp=None, threads=None):
     if not os.path.exists('/proc/self/clear_refs'):
         raise RuntimeError('CPU peak memory needs Linux (/proc/self/clear_refs)')
     with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as pool:
-        return pool.submit(_cpu_peak_probe, name, mode, size, amp, threads).result()
+        return pool.submit(_cpu_peak_probe, name, mode, size, amp, threads, keep_memory).result()
 
 
 def memory_method(device):
@@ -199,8 +201,9 @@ def memory_method(device):
 
 
 def run(names, sizes, modes=MODES, repeats=10, warmup=2, device='cpu', amp=None,
-        max_attn_gib=4.0, memory=True, threads=None, log=print):
-    """Measure every model of ``names`` in every mode at every size.
+        max_attn_gib=4.0, memory=True, threads=None, keep_memory=False, log=print):
+    """Measure every model of ``names`` in every mode at every size; ``keep_memory``: call
+    :func:`mmxformer.deploy.keep_freed_memory` first (in the memory probes too).
 
     Returns:
         list[dict]: one record per (mode, model, size) with ``latency`` (see :func:`summarize`),
@@ -208,6 +211,8 @@ def run(names, sizes, modes=MODES, repeats=10, warmup=2, device='cpu', amp=None,
     """
     if threads:
         torch.set_num_threads(threads)
+    if keep_memory:
+        keep_freed_memory()
     models = {(mode, name): build(name, mode, device) for mode in modes for name in names}
     records = []
     for size in sizes:
@@ -233,7 +238,7 @@ def run(names, sizes, modes=MODES, repeats=10, warmup=2, device='cpu', amp=None,
                 record['latency'] = summarize(times[mode, name])
                 if memory:
                     record['memory_mib'] = measure_peak_memory(name, mode, size, device, amp,
-                                                               threads)
+                                                               threads, keep_memory)
             records.append(record)
     return records
 
@@ -363,9 +368,19 @@ def plot(records, modes, path, title):
     os.replace(f'{path}.tmp', path)
 
 
+def _config_file(path):
+    """The file of a config given as a path or as ``mmdet::yolo/name.py`` (shipped with mmdet)."""
+    if '::' not in path:
+        return path
+    package, name = path.split('::', 1)
+    from mmengine.utils import get_installed_path
+    return os.path.join(get_installed_path(package), '.mim', 'configs', name)
+
+
 def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warmup=1):
     """Seconds of one training iteration of the detector of each mmdet config, alternating.
 
+    Configs are paths or names like ``mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py``.
     An iteration is ``model.train_step`` on a synthetic batch (``batch_size`` images of
     ``image_size``², five random boxes each): pre-processing, forward, losses, backward and an SGD
     step. Only the model of each config is used; no dataset is read.
@@ -381,7 +396,7 @@ def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warm
 
     runs = {}
     for path in configs:
-        cfg = load_config(path)
+        cfg = load_config(_config_file(path))
         model = build_model(cfg).train()
         optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
         data = demo_mm_inputs(

@@ -57,6 +57,8 @@ def test_goals_are_ratios_of_the_records():
     assert goals['both', 'XFormer-S plain / deploy latency, smallest over the sizes'] == (2.0, True)
 
 
-def test_cpu_peak_memory_counts_the_activations():
+@pytest.mark.parametrize('keep_memory', [False, True])
+def test_cpu_peak_memory_counts_the_activations(keep_memory):
     # At 256x256 the stage-1 expansion alone is 64 channels x 128² floats = 4 MiB.
-    assert bm.measure_peak_memory('xformer-s', 'plain', (256, 256), 'cpu', threads=1) > 4
+    assert bm.measure_peak_memory(
+        'xformer-s', 'plain', (256, 256), 'cpu', threads=1, keep_memory=keep_memory) > 4

@@ -4,13 +4,14 @@ skeleton, MobileViT-S and MobileNetV2, batch 1, measured side by side in one run
     python tools/benchmark.py [--sizes 256 512 768 1024 1024x2048] [--models NAME ...]
                               [--modes plain deploy] [--repeats 10] [--warmup 2]
                               [--device cpu|cuda] [--amp bf16] [--threads N] [--no-memory]
+                              [--keep-freed-memory]
                               [--max-attn-gib 4] [--out-dir work_dirs/benchmark]
     python tools/benchmark.py --train CONFIG [CONFIG ...] [--batch-size 8] [--repeats 5]
 
 It prints markdown tables (ratios against XFormer-S) and the goals of docs/benchmark.md, and writes
 ``benchmark_<device>[_bf16].json`` and a log-log plot ``.png`` into ``--out-dir``. Heavy: on a
 shared CPU wrap it in ``flock /tmp/mmxformer-cpu.lock``. With ``--train`` it times one training
-iteration of the detectors of mmdet configs instead (ratios against the first config).
+iteration of the detectors of mmdet configs instead (the first config's time over each one's).
 """
 import argparse
 import json
@@ -40,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument('--amp', choices=['bf16'], help='run under bfloat16 autocast')
     parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s own)')
     parser.add_argument('--no-memory', action='store_true', help='time only')
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help='glibc: reuse freed memory instead of mmapping large activations '
+                        'afresh each pass (mmxformer.deploy.keep_freed_memory), for all models')
     parser.add_argument('--max-attn-gib', type=float, default=4.0,
                         help='skip a model whose N×N attention maps of one layer would take more '
                         'GiB (default 4)')
@@ -67,7 +71,9 @@ def environment(args):
               if args.device.startswith('cuda') else _cpu_name())
     return dict(device=device, device_type=args.device, torch=torch.__version__,
                 threads=torch.get_num_threads(), amp=args.amp or 'fp32',
-                python=sys.version.split()[0], date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+                keep_freed_memory=args.keep_freed_memory,
+                python=sys.version.split()[0],
+                date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
 
 
 def _cpu_name():
@@ -93,10 +99,10 @@ def main_train(args):
     reference = summaries[args.train[0]]['median']
     print(f'One training iteration, batch {args.batch_size} at {args.image_size}², '
           f'{torch.get_num_threads()} threads\n')
-    print('| config | median s | IQR s | / first |\n|---|---|---|---|')
+    print('| config | median s | IQR s | first / this |\n|---|---|---|---|')
     for path, s in summaries.items():
         print(f'| {path} | {s["median"] / 1e3:.2f} | {s["q1"] / 1e3:.2f}-{s["q3"] / 1e3:.2f} | '
-              f'{s["median"] / reference:.2f}x |')
+              f'{reference / s["median"]:.2f}x |')
 
 
 def main(argv=None):
@@ -107,16 +113,18 @@ def main(argv=None):
         return main_train(args)
     env = environment(args)
     print(f'{env["device"]}; torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
-          f'batch 1\nmemory: {bm.memory_method(args.device)}')
+          f'batch 1, keep_freed_memory={args.keep_freed_memory}\n'
+          f'memory: {bm.memory_method(args.device)}')
     records = bm.run(args.models, args.sizes, args.modes, args.repeats, args.warmup, args.device,
-                     args.amp, args.max_attn_gib, not args.no_memory, args.threads)
+                     args.amp, args.max_attn_gib, not args.no_memory, args.threads,
+                     args.keep_freed_memory)
     goals = bm.check_goals(records, args.modes)
     print(bm.format_tables(records, args.modes))
     print('\n' + bm.format_goals(goals))
 
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}'
-                    f'{"_bf16" if args.amp else ""}')
+                    f'{"_bf16" if args.amp else ""}{"_keep" if args.keep_freed_memory else ""}')
     result = dict(environment=env, memory_method=bm.memory_method(args.device),
                   repeats=args.repeats, warmup=args.warmup, records=records,
                   goals=[dict(mode=m, goal=t, value=v, target=f'{op} {target}',
@@ -124,7 +132,7 @@ def main(argv=None):
     write_atomically(f'{stem}.json', json.dumps(result, indent=1))
     bm.plot(records, args.modes, f'{stem}.png',
             f'{env["device"]}, torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
-            'batch 1')
+            f'batch 1{", keep_freed_memory" if args.keep_freed_memory else ""}')
     print(f'\nwrote {stem}.json and {stem}.png')
 
 
