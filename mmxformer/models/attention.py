@@ -86,8 +86,10 @@ class CrossFeatureAttention(BaseModule):
         q, k, v = qkv.split(h * d, dim=-1)  # views, (B, N, h·d) each
         # |q_n| and |k_n| of every head, (B, N, 2h)
         norms = qkv[..., :2 * h * d].unflatten(-1, (2 * h, d)).norm(dim=-1).clamp_min(self.eps)
-        # c_n = <q_n, w_c> / |q_n|: all heads in one product with the block-diagonal of the w_c
-        context = q @ torch.block_diag(*self.context_weight[..., None])
+        # c_n = <q_n, w_c> / |q_n|: all heads in one product with the block-diagonal of the w_c,
+        # (h·d, h), built from an identity (torch.block_diag has no ONNX export)
+        eye = torch.eye(h, dtype=self.context_weight.dtype, device=self.context_weight.device)
+        context = q @ (self.context_weight[:, :, None] * eye[:, None]).view(h * d, h)
         # k̄ = 1/N Σ_n (c_n / |k_n|) k_n: one product weighs every head's keys by every head's
         # weights, of which the diagonal blocks are wanted; no copy of the strided keys.
         weights = context / (norms[..., :h] * norms[..., h:])

@@ -193,11 +193,12 @@ class XFBlock(BaseModule):
     def unfold(self, x):
         """(B, D, H, W) -> (B·p², N, D) with N = ⌈H/p⌉·⌈W/p⌉, zero-padding H and W to p.
 
-        One copy whatever the memory format; from channels-last it moves whole D-vectors.
+        One copy whatever the memory format; from channels-last it moves whole D-vectors. When
+        traced (ONNX export) the padding is always recorded, so the graph fits any input size.
         """
         B, D, H, W = x.shape
         p = self.patch_size
-        if H % p or W % p:
+        if H % p or W % p or torch.jit.is_tracing():
             x = F.pad(x, (0, -W % p, 0, -H % p))
         h, w = x.shape[2] // p, x.shape[3] // p
         tokens = x.reshape(B, D, h, p, w, p).permute(0, 3, 5, 2, 4, 1)
@@ -205,14 +206,15 @@ class XFBlock(BaseModule):
 
     def fold(self, tokens, grid, like):
         """Inverse of :meth:`unfold`: (B·p², N, D) -> (B, D, H, W), cropped to the size of
-        ``like`` and in its memory format, in one copy."""
+        ``like`` and in its memory format, in one copy (out of place, so that it can be traced)."""
         p, (h, w) = self.patch_size, grid
         B, D = like.shape[0], tokens.shape[-1]
-        memory_format = (torch.channels_last if like.is_contiguous(
-            memory_format=torch.channels_last) else torch.contiguous_format)
-        x = torch.empty((B, D, h * p, w * p), dtype=tokens.dtype, device=tokens.device,
-                        memory_format=memory_format)
-        x.view(B, D, h, p, w, p).copy_(tokens.view(B, p, p, h, w, D).permute(0, 5, 3, 1, 4, 2))
+        tokens = tokens.view(B, p, p, h, w, D)
+        if like.is_contiguous(memory_format=torch.channels_last):
+            # (B, H, W, D) in one copy, seen as (B, D, H, W): channels-last
+            x = tokens.permute(0, 3, 1, 4, 2, 5).reshape(B, h * p, w * p, D).permute(0, 3, 1, 2)
+        else:
+            x = tokens.permute(0, 5, 3, 1, 4, 2).reshape(B, D, h * p, w * p)
         return x[:, :, :like.shape[2], :like.shape[3]]
 
     def forward(self, x):
