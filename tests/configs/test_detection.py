@@ -31,8 +31,11 @@ def test_neck_reads_the_backbone_channels(path):
 
 
 def data_options(root):
+    """Point the digits config at ``root``; keep every box of a barely trained model so that
+    COCO evaluation has detections to score."""
     ann = osp.join(root, 'annotations/instances_val2017.json')
     return [
+        'model.test_cfg.conf_thr=0', 'model.test_cfg.score_thr=0',
         f'train_dataloader.dataset.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}'
@@ -51,7 +54,8 @@ def test_train_then_test_on_tiny_digits(tmp_path):
     result = run_tool(
         'train.py', DIGITS, '--work-dir', str(work_dir), '--cfg-options', *data_options(root),
         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'train_dataloader.batch_size=4',
-        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
         'default_hooks.checkpoint.interval=1', cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'Epoch(train) [1][2/2]' in result.stdout + result.stderr
@@ -62,7 +66,8 @@ def test_train_then_test_on_tiny_digits(tmp_path):
     result = run_tool(
         'test.py', DIGITS, checkpoint, '--work-dir', str(work_dir), '--out',
         str(tmp_path / 'results.pkl'), '--show-dir', 'shown', '--cfg-options',
-        *data_options(root), 'test_dataloader.num_workers=0', cwd=tmp_path)
+        *data_options(root), 'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False', cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = result.stdout.strip().splitlines()[-1]
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
