@@ -1,0 +1,83 @@
+# Embedded default: configs/xformer_mlp-decoder_cityscapes.py on the generated digit segmentation
+# set (Cityscapes layout, `python tools/make_digits.py seg`: 1000 train and 100 val images of
+# 128x256, classes background and '0'-'9'), trained from scratch on the CPU in minutes. Only the
+# data (root, classes and their weights, crops and scales for the smaller images) and the
+# schedule change.
+_base_ = './xformer_mlp-decoder_cityscapes.py'
+
+data_root = 'data/digits_seg/'
+# mmxformer.datasets.SEG_CLASSES and SEG_PALETTE (a config cannot import them)
+metainfo = dict(
+    classes=('background', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
+    palette=[[0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
+             [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34],
+             [23, 190, 207]])
+# Cityscapes' 1024x2048 images and 1024x1024 crops, scaled down to the 128x256 images.
+image_scale = (256, 128)  # (W, H)
+crop_size = (128, 128)
+
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    # Background covers 93% of the pixels, each digit under 1%: unweighted, the loss is met by
+    # finding the ink, and telling the digits apart is learnt too slowly for a short run.
+    decode_head=dict(num_classes=11, loss_decode=dict(class_weight=[0.1] + [1.] * 10)),
+    # Whole-image test: a 128x256 image is smaller than a sliding window would be.
+    test_cfg=dict(_delete_=True, mode='whole'))
+
+# As Cityscapes' pipeline, but scales of 0.75-1.5 rather than 0.5-2 (less to learn in a short run),
+# no flips (a mirrored digit is another symbol, or none) and no cat_max_ratio (background covers
+# over 90% of every image, so the cap could never be met).
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=image_scale, ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+# mmseg's CityscapesDataset accepts only Cityscapes' 19 classes: BaseSegDataset with its suffixes.
+dataset = dict(
+    type='BaseSegDataset',
+    data_root=data_root,
+    metainfo=metainfo,
+    img_suffix='_leftImg8bit.png',
+    seg_map_suffix='_gtFine_labelTrainIds.png')
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    dataset=dict(
+        **dataset,
+        data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    dataset=dict(
+        **dataset,
+        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# Schedule: MAX_ITERS_NOTE
+max_iters = 650
+warmup_iters = 50
+train_cfg = dict(max_iters=max_iters, val_interval=130)
+# From scratch, the backbone needs a higher rate than SegFormer's 6e-5 for a pretrained MiT, and
+# the decoder no 10x: both start from random weights here.
+optim_wrapper = dict(
+    optimizer=dict(lr=0.002), paramwise_cfg=dict(custom_keys=dict(head=dict(lr_mult=1.))))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='PolyLR', eta_min=0., power=1., begin=warmup_iters, end=max_iters, by_epoch=False)
+]
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=130, max_keep_ckpts=1),
+    # tools/test.py --show-dir draws every 25th val image: 4 coloured overlays.
+    visualization=dict(interval=25))
