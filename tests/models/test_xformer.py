@@ -35,13 +35,15 @@ def test_out_indices_int_negative_and_order():
 
 
 def test_classifier_parameters_match_the_paper():
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    classifier = MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(type='XFormer', arch='small'),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=1000, in_channels=640)))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = MODELS.build(
+            dict(
+                type='ImageClassifier',
+                backbone=dict(type='XFormer', arch='small'),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='LinearClsHead', num_classes=1000, in_channels=640)))
     params = sum(p.numel() for p in classifier.parameters())
     print(f'XFormer-S classifier, 1000 classes: {params / 1e6:.3f} M parameters (paper 5.5 M)')
     assert abs(params / 5.5e6 - 1) < 0.02
