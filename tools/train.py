@@ -10,6 +10,7 @@ import os
 from mmengine.config import DictAction
 
 from mmxformer.datasets import check_dataset_config
+from mmxformer.random_state import add_random_state_hook
 from mmxformer.runner import (enable_amp, enable_auto_scale_lr, enable_resume, load_config,
                               setup_cpu_distributed, toolbox_of)
 
@@ -40,6 +41,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    add_random_state_hook(cfg)  # checkpoints that resume exactly
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:
