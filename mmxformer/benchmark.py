@@ -143,10 +143,13 @@ def measure_latency(runs, warmup, repeats, device):
 
 
 def summarize(seconds):
-    """Median, quartiles, min and max of durations, in milliseconds."""
-    ms = sorted(1e3 * s for s in seconds)
+    """Median, quartiles, min and max of durations, and the durations in the order measured, in
+    milliseconds."""
+    times = [1e3 * s for s in seconds]
+    ms = sorted(times)
     q1, _, q3 = statistics.quantiles(ms, n=4) if len(ms) > 1 else ms * 3
-    return dict(median=statistics.median(ms), q1=q1, q3=q3, min=ms[0], max=ms[-1], n=len(ms))
+    return dict(median=statistics.median(ms), q1=q1, q3=q3, min=ms[0], max=ms[-1], n=len(ms),
+                times=times)
 
 
 def _kib(field):

@@ -85,6 +85,15 @@ def _cpu_name():
     return f'{name}, {os.cpu_count()} cores'
 
 
+def busy_warning():
+    """The 1-minute load average, with a warning when other processes compete for the CPU."""
+    load = os.getloadavg()[0]
+    if load > 0.5 * os.cpu_count():
+        print(f'warning: load average {load:.1f} on {os.cpu_count()} cores: other processes are '
+              'running, latencies will be noisy (see the IQR and min-max columns)')
+    return load
+
+
 def write_atomically(path, text):
     tmp = f'{path}.tmp'
     with open(tmp, 'w') as f:
@@ -115,9 +124,11 @@ def main(argv=None):
     print(f'{env["device"]}; torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
           f'batch 1, keep_freed_memory={args.keep_freed_memory}\n'
           f'memory: {bm.memory_method(args.device)}')
+    load = busy_warning()
     records = bm.run(args.models, args.sizes, args.modes, args.repeats, args.warmup, args.device,
                      args.amp, args.max_attn_gib, not args.no_memory, args.threads,
                      args.keep_freed_memory)
+    env['load_average'] = [load, busy_warning()]
     goals = bm.check_goals(records, args.modes)
     print(bm.format_tables(records, args.modes))
     print('\n' + bm.format_goals(goals))
