@@ -251,13 +251,14 @@ def _forward(model, x, mode, device, amp):
         return model(x)
 
 
-def lookup(records, mode, name, size, what):
-    """Median latency (ms) or peak memory (MiB) of one measurement, None if not measured."""
+def lookup(records, mode, name, size, what, statistic='median'):
+    """Latency (ms; its ``statistic``, see :func:`summarize`) or peak memory (MiB) of one
+    measurement, None if not measured."""
     for r in records:
         if (r['mode'], r['model'], tuple(r['size'])) == (mode, name, tuple(size)):
             if 'skipped' in r:
                 return None
-            return r['latency']['median'] if what == 'latency' else r.get('memory_mib')
+            return r['latency'][statistic] if what == 'latency' else r.get('memory_mib')
     return None
 
 
@@ -265,23 +266,26 @@ def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def check_goals(records, modes):
-    """The goals of the benchmark, per mode: (mode, description, value, comparison, target)."""
+def check_goals(records, modes, statistic='median'):
+    """The goals of the benchmark, per mode: (mode, description, value, comparison, target), the
+    values from the ``statistic`` of the latencies ('median', or 'min' as a cross-check)."""
+
+    def ratio(num, den, what, size, num_mode=None, den_mode=None):
+        return _ratio(lookup(records, num_mode, num, size, what, statistic),
+                      lookup(records, den_mode, den, size, what, statistic))
+
     rows = []
     for mode in modes:
         for text, num, den, what, size, op, target in GOALS_1024:
-            value = _ratio(
-                lookup(records, mode, num, size, what), lookup(records, mode, den, size, what))
-            rows.append((mode, f'{text} at {size_name(size)}', value, op, target))
+            rows.append((mode, f'{text} at {size_name(size)}', ratio(num, den, what, size, mode,
+                                                                      mode), op, target))
         value = _ratio(
-            lookup(records, mode, BASELINE, (1024, 1024), 'latency'),
-            lookup(records, mode, BASELINE, (512, 512), 'latency'))
+            lookup(records, mode, BASELINE, (1024, 1024), 'latency', statistic),
+            lookup(records, mode, BASELINE, (512, 512), 'latency', statistic))
         rows.append((mode, 'XFormer-S latency 1024x1024 / 512x512', value, '<=', 4.5))
     if set(MODES) <= set(modes):
         speedups = [
-            _ratio(
-                lookup(records, 'plain', BASELINE, r['size'], 'latency'),
-                lookup(records, 'deploy', BASELINE, r['size'], 'latency')) for r in records
+            ratio(BASELINE, BASELINE, 'latency', r['size'], 'plain', 'deploy') for r in records
             if r['model'] == BASELINE and r['mode'] == 'deploy'
         ]
         speedups = [s for s in speedups if s is not None]
@@ -320,11 +324,14 @@ def format_tables(records, modes):
     return '\n'.join(lines)
 
 
-def format_goals(rows):
-    lines = ['| mode | goal | measured | target | met |', '|---|---|---|---|---|']
-    for mode, text, value, op, target in rows:
+def format_goals(rows, rows_min=None):
+    """Markdown table of :func:`check_goals`' rows, met or not by the medians; with ``rows_min``
+    (the same from the minima) a column of those too."""
+    lines = ['| mode | goal | medians | minima | target | met |', '|---|---|---|---|---|---|']
+    for (mode, text, value, op, target), row_min in zip(rows, rows_min or [None] * len(rows)):
         met = goal_met(value, op, target)
-        lines.append(f'| {mode} | {text} | {_fmt(value, "")} | {op} {target:g} | '
+        lines.append(f'| {mode} | {text} | {_fmt(value, "")} | '
+                     f'{_fmt(row_min and row_min[2], "")} | {op} {target:g} | '
                      f'{ {True: "yes", False: "NO", None: "not measured"}[met]} |')
     return '\n'.join(lines)
 

@@ -62,3 +62,15 @@ def test_cpu_peak_memory_counts_the_activations(keep_memory):
     # At 256x256 the stage-1 expansion alone is 64 channels x 128² floats = 4 MiB.
     assert bm.measure_peak_memory(
         'xformer-s', 'plain', (256, 256), 'cpu', threads=1, keep_memory=keep_memory) > 4
+
+
+def test_goals_from_the_minima():
+    def record(model, median, minimum):
+        return dict(mode='deploy', model=model, size=[1024, 1024], memory_mib=1,
+                    latency=dict(median=median, q1=median, q3=median, min=minimum, max=median,
+                                 n=3))
+
+    records = [record('xformer-s', 100, 60), record('mobilevit-s', 150, 150)]
+    by_median, by_min = (bm.check_goals(records, ['deploy'], statistic)[1][2]
+                         for statistic in ('median', 'min'))
+    assert (by_median, by_min) == (1.5, 2.5)

@@ -130,16 +130,20 @@ def main(argv=None):
                      args.keep_freed_memory)
     env['load_average'] = [load, busy_warning()]
     goals = bm.check_goals(records, args.modes)
+    goals_min = bm.check_goals(records, args.modes, 'min')
     print(bm.format_tables(records, args.modes))
-    print('\n' + bm.format_goals(goals))
+    print('\n' + bm.format_goals(goals, goals_min))
 
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}'
                     f'{"_bf16" if args.amp else ""}{"_keep" if args.keep_freed_memory else ""}')
     result = dict(environment=env, memory_method=bm.memory_method(args.device),
                   repeats=args.repeats, warmup=args.warmup, records=records,
-                  goals=[dict(mode=m, goal=t, value=v, target=f'{op} {target}',
-                              met=bm.goal_met(v, op, target)) for m, t, v, op, target in goals])
+                  goals=[
+                      dict(mode=m, goal=t, value=v, value_from_minima=row_min[2],
+                           target=f'{op} {target}', met=bm.goal_met(v, op, target))
+                      for (m, t, v, op, target), row_min in zip(goals, goals_min)
+                  ])
     write_atomically(f'{stem}.json', json.dumps(result, indent=1))
     bm.plot(records, args.modes, f'{stem}.png',
             f'{env["device"]}, torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
