@@ -1,9 +1,16 @@
 """mmxformer: XFormer (Cross Feature Attention) for mmpretrain, mmdet and mmsegmentation."""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
+# What `mim` looks for in an installed package's `.mim/` folder (OpenMMLab's layout): the model
+# index (`mim search`, `mim download`), the configs it lists and the tools (`mim train`).
+MIM_FILES = ('model-index.yml', 'configs', 'tools')
 
 
 def read_version():
@@ -12,6 +19,43 @@ def read_version():
         exec(f.read(), scope)
     return scope['__version__']
 
+
+def link_mim_files():
+    """An editable install: ``mmxformer/.mim/<name>`` links to the checkout's files, so that
+    edits show through (OpenMMLab's ``add_mim_extension`` in develop mode)."""
+    mim_dir = osp.join(HERE, 'mmxformer', '.mim')
+    os.makedirs(mim_dir, exist_ok=True)
+    for name in MIM_FILES:
+        link = osp.join(mim_dir, name)
+        if osp.islink(link) or osp.isfile(link):
+            os.remove(link)
+        elif osp.isdir(link):
+            shutil.rmtree(link)
+        os.symlink(osp.relpath(osp.join(HERE, name), mim_dir), link)
+
+
+class BuildPyWithMim(build_py):
+    """A wheel: copies of the MIM files go into the built package's ``.mim/`` (the checkout is
+    left alone, so no stale copy there can shadow its configs)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        mim_dir = osp.join(self.build_lib, 'mmxformer', '.mim')
+        shutil.rmtree(mim_dir, ignore_errors=True)
+        os.makedirs(mim_dir)
+        for name in MIM_FILES:
+            src = osp.join(HERE, name)
+            if osp.isdir(src):
+                shutil.copytree(src, osp.join(mim_dir, name),
+                                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                shutil.copyfile(src, osp.join(mim_dir, name))
+
+
+if {'develop', 'editable_wheel'} & set(sys.argv):
+    link_mim_files()
 
 setup(
     name='mmxformer',
@@ -33,7 +77,8 @@ setup(
         'seg': ['mmsegmentation>=1.0', 'ftfy', 'regex'],
         'cls': ['mmpretrain>=1.0'],
         'digits': ['scikit-learn', 'pycocotools', 'matplotlib'],
-        'tests': ['pytest', 'onnx', 'onnxruntime'],
+        'tests': ['pytest', 'onnx', 'onnxruntime', 'openmim==0.3.8'],
     },
+    cmdclass={'build_py': BuildPyWithMim},
     zip_safe=False,
 )
