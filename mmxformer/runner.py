@@ -87,12 +87,17 @@ def enable_resume(cfg, resume):
 
 
 def enable_show(cfg, show_dir):
-    """Draw predictions of the test set into ``<work_dir>/<timestamp>/<show_dir>``."""
+    """Draw predictions of the test set into ``show_dir`` under the work dir (mmdet and
+    mmpretrain: under the run's timestamped folder; mmseg: ``<show_dir>/vis_data/vis_image``)."""
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise ValueError(f'--show-dir needs default_hooks.visualization in {cfg.filename}')
-    if toolbox_of(cfg) == 'mmpretrain':
+    toolbox = toolbox_of(cfg)
+    if toolbox == 'mmpretrain':
         hook.update(enable=True, out_dir=show_dir)
+    elif toolbox == 'mmseg':  # mmseg's hook draws through the visualizer's own backends
+        hook.update(draw=True)
+        cfg.visualizer.save_dir = osp.join(cfg.work_dir, show_dir)
     else:
         hook.update(draw=True, test_out_dir=show_dir)
 
