@@ -187,3 +187,22 @@ def test_train_reports_a_missing_label_map_before_building_the_runner(damaged_se
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert 'FileNotFoundError' in last_line and str(label) in last_line
+
+
+def test_benchmark_reads_the_test_size_and_runs_without_data(tmp_path):
+    spec = importlib.util.spec_from_file_location('benchmark_seg',
+                                                  osp.join(ROOT, 'tools/benchmark_seg.py'))
+    benchmark_seg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark_seg)
+    assert benchmark_seg.test_size(Config.fromfile(CITYSCAPES)) == (1024, 2048)
+    assert benchmark_seg.test_size(Config.fromfile(DIGITS)) == (128, 256)
+
+    result = run_tool('benchmark_seg.py', DIGITS, '--shape', '64', '128', '--num-images', '2',
+                      '--num-warmup', '0', '--repeat-times', '2', '--device', 'cpu',
+                      '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}/none',
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert '64x128 (HxW) random input, random weights' in lines[0]
+    assert lines[1].startswith('Device: ') and 'threads' in lines[1]
+    assert lines[-1].startswith('Overall: ') and lines[-1].endswith(' img/s')
