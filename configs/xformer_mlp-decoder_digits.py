@@ -18,12 +18,11 @@ crop_size = (128, 128)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    # Background covers 93% of the pixels, each digit under 1%: with every pixel in the loss, a
-    # short run learns to find the ink but not to tell the digits apart (mIoU 10 after 650
-    # iterations of 16 crops). OHEM keeps the pixels whose class is predicted with a probability under 0.7,
-    # at least 1000 per crop, so the confidently classified background drops out of the loss.
-    # (class_weight cannot do it: mmseg 1.2.2's cross_entropy indexes the class weights with the
-    # label map, ignore index 255 included, and fails.)
+    # Background covers 93% of the pixels, each digit under 1%. OHEM keeps the pixels whose class
+    # is predicted with a probability under 0.7 (at least 1000 a crop), so that the confidently
+    # classified background drops out of the loss. Without it (and with 650 iterations of 16
+    # crops) a run found the ink but could not tell the digits apart: mIoU 10. mmseg 1.2.2's
+    # class_weight is no alternative: its cross_entropy fails on the ignore index 255.
     decode_head=dict(
         num_classes=11, sampler=dict(type='OHEMPixelSampler', thresh=0.7, min_kept=1000)),
     # Whole-image test: a 128x256 image is smaller than a sliding window would be.
@@ -69,7 +68,8 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# Schedule: MAX_ITERS_NOTE
+# Schedule: 1300 iterations of 8 crops, validation every 260: about 14 minutes on 2 CPU cores
+# (0.58 s an iteration). Measured: val mIoU 10.1, 11.8, 23.9, 54.7, 72.4.
 max_iters = 1300
 warmup_iters = 50
 train_cfg = dict(max_iters=max_iters, val_interval=260)
