@@ -24,14 +24,14 @@ def parse_args(argv=None):
                         f'{DATA_DIR}/digits_<task>')
     parser.add_argument('--seed', type=int, default=0, help='seed of the scenes (default 0)')
     parser.add_argument('--num-train', type=int, help='training images (det 2000, seg 1000, '
-                        'cls 4000)')
+                        'cls 48000)')
     parser.add_argument('--num-val', type=int, help='validation images (det 200, seg 100); for '
                         'cls the test images (each held-out digit once: 360)')
     parser.add_argument('--image-size', type=int, nargs='+', metavar='SIZE',
-                        help='H W, or one side for a square (det 160, seg 128 256, cls 64)')
+                        help='H W, or one side for a square (det 160, seg 128 256, cls 32)')
     parser.add_argument('--digit-size', type=int, nargs=2, metavar=('MIN', 'MAX'),
                         help="least and most height in pixels of a digit's 8x8 cell "
-                        '(det, seg 28 64; cls 28 56)')
+                        '(det, seg 28 64; cls 14 28)')
     parser.add_argument('--num-digits', type=int, nargs=2, metavar=('MIN', 'MAX'),
                         help='least and most digits per image (det 1 4, seg 1 5; not cls)')
     parser.add_argument('--force', action='store_true',

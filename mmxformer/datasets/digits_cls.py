@@ -11,20 +11,24 @@ from .digits import (DIGIT_CLASSES, compose_scene, count_arg, image_rng, load_di
                      save_rgb, scene_args)
 
 
-def make_digits_cls(out_dir='data/digits_cls', num_train=4000, num_test=None, image_size=64,
-                    digit_size=(28, 56), seed=0, force=False):
+def make_digits_cls(out_dir='data/digits_cls', num_train=48000, num_test=None, image_size=32,
+                    digit_size=(14, 28), seed=0, force=False):
     """Write the digit classification set to ``out_dir``, unless it is already there.
 
     The source bitmaps are used in turn, so the classes are as balanced as the source (174-183
-    bitmaps per class).
+    bitmaps per class). Each training bitmap appears about 33 times by default, each time at
+    another size, position, colour and background: with fewer, fresher renders a network learns
+    the bitmaps instead of the digits (measured: XFormer-XXS, 1,000 iterations of 64 images: with
+    4,000 training images 98 % top-1 on them and 27 % on the test split; with 20,000, 87 % and
+    70 %).
 
     Args:
         out_dir (str | Path): Directory of the set. Defaults to ``'data/digits_cls'``.
-        num_train (int): Training images. Defaults to 4000.
+        num_train (int): Training images. Defaults to 48000.
         num_test (int, optional): Test images. Defaults to None: each held-out bitmap once (360).
-        image_size (int | tuple[int, int]): ``(height, width)``. Defaults to 64.
+        image_size (int | tuple[int, int]): ``(height, width)``. Defaults to 32.
         digit_size (tuple[int, int]): Least and most height of the digit's 8x8 cell in pixels.
-            Defaults to (28, 56).
+            Defaults to (14, 28).
         seed (int): Seed of the scenes. Defaults to 0.
         force (bool): Replace a different set already in ``out_dir``. Defaults to False.
 

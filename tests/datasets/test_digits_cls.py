@@ -21,7 +21,7 @@ def test_loads_with_mmpretrain_custom_dataset(tiny_sets):
     for index in range(len(dataset)):
         info = dataset.get_data_info(index)
         assert info['img_path'].split('/')[-2] == DIGIT_CLASSES[info['gt_label']]
-    assert dataset[0]['img'].shape == (64, 64, 3)
+    assert dataset[0]['img'].shape == (32, 32, 3)
 
 
 def test_default_test_split_is_every_held_out_digit_once(tmp_path):
