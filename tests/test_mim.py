@@ -1,16 +1,24 @@
 """OpenMMLab's `mim` conventions: a built mmxformer ships its model index, configs and tools in
 ``mmxformer/.mim/``, and mim finds them there."""
+import functools
+import http.server
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 
 import pytest
+import torch
 
+from mmxformer.analysis import build_model
+from mmxformer.checkpoint import publish_checkpoint
 from mmxformer.datasets import make_digits_det
 from mmxformer.hub import load_model_index
+from mmxformer.runner import load_config
 
 pytest.importorskip('mim')
 
@@ -61,14 +69,57 @@ def test_mim_lists_every_model_with_its_config(installed):
 def test_mim_download_needs_published_weights(installed, tmp_path):
     """`mim download` fetches a model's checkpoint, then dumps its config. mmxformer publishes no
     checkpoint yet, and mim (0.3.8) then stops at its own check that the index has Weights:
-    offline, before any download, writing nothing. Once a checkpoint is published, replace this
-    by a download from a local server (as tests/test_hub.py does)."""
+    offline, before any download, writing nothing. The next test shows the download once one is."""
     name = 'xformer_yolov3_digits'
     result = subprocess.run([*MIM, 'download', 'mmxformer', '--config', name, '--dest', tmp_path],
-                            env=installed, capture_output=True, text=True, timeout=300)
+                            env=installed, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode != 0
     assert "but got {'weight'}" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A directory served over HTTP on 127.0.0.1: the release host."""
+    root = tmp_path / 'host'
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f'http://127.0.0.1:{httpd.server_address[1]}'
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_mim_download_fetches_a_published_checkpoint(installed, served, tmp_path):
+    """What `mim download` does once a checkpoint is published: the release file of a real model
+    (tools/publish_checkpoint.py) is served, a copy of the installed package gets the Weights entry
+    the metafile would then have, and mim fetches the checkpoint and dumps the config."""
+    name = 'xformer_yolov3_digits'
+    model = build_model(load_config(osp.join(ROOT, MODELS[name]['Config'])))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(seed=0)), tmp_path / 'epoch_4.pth')
+    release, _ = publish_checkpoint(tmp_path / 'epoch_4.pth', served[0], name)
+    url = f'{served[1]}/{osp.basename(release)}'
+
+    site = tmp_path / 'site'
+    shutil.copytree(installed['PYTHONPATH'], site)
+    metafile = site / 'mmxformer' / '.mim' / 'configs' / 'metafile_det.yml'
+    entry = f'  - Name: {name}\n'
+    text = metafile.read_text()
+    assert entry in text
+    metafile.write_text(text.replace(entry, f'{entry}    Weights: {url}\n'))
+
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    run([*MIM, 'download', 'mmxformer', '--config', name, '--dest', dest],
+        env=dict(installed, PYTHONPATH=str(site)), cwd=tmp_path)
+    fetched = dest / osp.basename(release)
+    assert fetched.read_bytes() == open(release, 'rb').read()
+    state_dict = torch.load(fetched, weights_only=True)['state_dict']
+    assert state_dict.keys() == model.state_dict().keys()
+    assert load_config(str(dest / f'{name}.py')).model.backbone.type == 'XFormer'
 
 
 def train_options(root):
