@@ -22,28 +22,17 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = train_pipeline
+dataset = dict(_delete_=True, type='CustomDataset', data_root=data_root, metainfo=metainfo)
 train_dataloader = dict(
     batch_size=64,
     num_workers=2,
     persistent_workers=True,
-    dataset=dict(
-        _delete_=True,
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='train',
-        metainfo=metainfo,
-        pipeline=train_pipeline))
+    dataset=dict(**dataset, data_prefix='train', pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=120,
     num_workers=2,
     persistent_workers=True,
-    dataset=dict(
-        _delete_=True,
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='test',
-        metainfo=metainfo,
-        pipeline=test_pipeline))
+    dataset=dict(**dataset, data_prefix='test', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(topk=(1, ))
 test_evaluator = val_evaluator
