@@ -387,13 +387,15 @@ def _config_file(path):
     return os.path.join(get_installed_path(package), '.mim', 'configs', name)
 
 
-def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warmup=1):
+def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warmup=1,
+                          channels_last=False):
     """Seconds of one training iteration of the detector of each mmdet config, alternating.
 
     Configs are paths or names like ``mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py``.
     An iteration is ``model.train_step`` on a synthetic batch (``batch_size`` images of
     ``image_size``², five random boxes each): pre-processing, forward, losses, backward and an SGD
-    step. Only the model of each config is used; no dataset is read.
+    step. Only the model of each config is used; no dataset is read. ``channels_last`` converts
+    every model's weights to channels-last (the feature maps follow).
 
     Returns:
         dict: config path -> list of ``repeats`` durations in seconds.
@@ -408,6 +410,8 @@ def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warm
     for path in configs:
         cfg = load_config(_config_file(path))
         model = build_model(cfg).train()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
         data = demo_mm_inputs(
             batch_size, [(3, image_size, image_size)] * batch_size,

@@ -1,4 +1,5 @@
 import json
+import os.path as osp
 
 import pytest
 
@@ -74,3 +75,14 @@ def test_goals_from_the_minima():
     by_median, by_min = (bm.check_goals(records, ['deploy'], statistic)[1][2]
                          for statistic in ('median', 'min'))
     assert (by_median, by_min) == (1.5, 2.5)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_train_iteration_times_of_two_detectors(channels_last):
+    configs = ['configs/xformer_yolov3_digits.py',
+               'mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py']
+    configs[0] = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), configs[0])
+    times = bm.train_iteration_times(configs, batch_size=2, image_size=64, repeats=2, warmup=0,
+                                     channels_last=channels_last)
+    assert list(times) == configs
+    assert all(len(t) == 2 and min(t) > 0 for t in times.values())

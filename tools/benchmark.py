@@ -7,6 +7,7 @@ skeleton, MobileViT-S and MobileNetV2, batch 1, measured side by side in one run
                               [--keep-freed-memory]
                               [--max-attn-gib 4] [--out-dir work_dirs/benchmark]
     python tools/benchmark.py --train CONFIG [CONFIG ...] [--batch-size 8] [--repeats 5]
+                              [--channels-last]
 
 It prints markdown tables (ratios against XFormer-S) and the goals of docs/benchmark.md, and writes
 ``benchmark_<device>[_bf16].json`` and a log-log plot ``.png`` into ``--out-dir``. Heavy: on a
@@ -52,6 +53,9 @@ def parse_args(argv=None):
                         help='time training iterations of these mmdet configs instead')
     parser.add_argument('--batch-size', type=int, default=8, help='with --train (default 8)')
     parser.add_argument('--image-size', type=int, default=320, help='with --train (default 320)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='with --train: every model in channels-last (default: NCHW); see '
+                        'docs/benchmark.md before training that way')
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be at least 1 and --warmup at least 0')
@@ -103,10 +107,11 @@ def write_atomically(path, text):
 
 def main_train(args):
     times = bm.train_iteration_times(args.train, args.batch_size, args.image_size, args.repeats,
-                                     args.warmup)
+                                     args.warmup, args.channels_last)
     summaries = {path: bm.summarize(t) for path, t in times.items()}
     reference = summaries[args.train[0]]['median']
-    print(f'One training iteration, batch {args.batch_size} at {args.image_size}², '
+    layout = 'channels-last' if args.channels_last else 'NCHW'
+    print(f'One training iteration, batch {args.batch_size} at {args.image_size}², {layout}, '
           f'{torch.get_num_threads()} threads\n')
     print('| config | median s | IQR s | first / this |\n|---|---|---|---|')
     for path, s in summaries.items():
