@@ -2,6 +2,7 @@ import json
 import os.path as osp
 
 import pytest
+import torch
 
 from mmxformer import benchmark as bm
 
@@ -78,11 +79,22 @@ def test_goals_from_the_minima():
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_train_iteration_times_of_two_detectors(channels_last):
-    configs = ['configs/xformer_yolov3_digits.py',
+def test_train_iteration_times_of_two_detectors(channels_last, monkeypatch):
+    from mmxformer import analysis
+    built = []
+    build = analysis.build_model
+    monkeypatch.setattr(analysis, 'build_model', lambda cfg: built.append(build(cfg)) or built[-1])
+    configs = [osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                        'configs/xformer_yolov3_digits.py'),
                'mmdet::yolo/yolov3_mobilenetv2_8xb24-320-300e_coco.py']
-    configs[0] = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), configs[0])
     times = bm.train_iteration_times(configs, batch_size=2, image_size=64, repeats=2, warmup=0,
                                      channels_last=channels_last)
     assert list(times) == configs
     assert all(len(t) == 2 and min(t) > 0 for t in times.values())
+    assert len(built) == 2
+    for model in built:  # every dense 3x3 conv weight in the layout asked for (a depthwise one,
+        # with one input channel, is contiguous in both)
+        weights = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1
+                   and p.shape[-1] == 3]
+        assert weights and all(
+            w.is_contiguous(memory_format=torch.channels_last) == channels_last for w in weights)
