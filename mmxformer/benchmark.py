@@ -378,15 +378,6 @@ def plot(records, modes, path, title):
     os.replace(f'{path}.tmp', path)
 
 
-def _config_file(path):
-    """The file of a config given as a path or as ``mmdet::yolo/name.py`` (shipped with mmdet)."""
-    if '::' not in path:
-        return path
-    package, name = path.split('::', 1)
-    from mmengine.utils import get_installed_path
-    return os.path.join(get_installed_path(package), '.mim', 'configs', name)
-
-
 def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warmup=1,
                           channels_last=False):
     """Seconds of one training iteration of the detector of each mmdet config, alternating.
@@ -408,7 +399,7 @@ def train_iteration_times(configs, batch_size=8, image_size=320, repeats=5, warm
 
     runs = {}
     for path in configs:
-        cfg = load_config(_config_file(path))
+        cfg = load_config(path)
         model = build_model(cfg).train()
         if channels_last:
             model.to(memory_format=torch.channels_last)

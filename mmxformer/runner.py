@@ -18,11 +18,28 @@ def toolbox_of(cfg):
     return scope
 
 
+def config_file(path):
+    """The file of a config given as a path or, as in ``_base_``, as ``package::name`` for a
+    config shipped with an installed toolbox (``mmdet::yolo/yolov3_d53_8xb8-320-273e_coco.py``)."""
+    if '::' not in path:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'Config file {path} does not exist')
+        return path
+    package, name = path.split('::', 1)
+    from mmengine.utils import get_installed_path, is_installed
+    if not is_installed(package):
+        raise FileNotFoundError(f'Config {path}: package {package!r} is not installed')
+    file = osp.join(get_installed_path(package), '.mim', 'configs', name)
+    if not osp.isfile(file):
+        raise FileNotFoundError(f'Config {path}: {package} ships no {name} (looked for {file})')
+    return file
+
+
 def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
-    """Load a config, merge ``--cfg-options``, and set ``launcher`` and ``work_dir`` (the command
-    line's, else the config's, else ``work_dirs/<config name>``)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Config file {path} does not exist')
+    """Load a config (a path, or ``package::name``: see :func:`config_file`), merge
+    ``--cfg-options``, and set ``launcher`` and ``work_dir`` (the command line's, else the
+    config's, else ``work_dirs/<config name>``)."""
+    path = config_file(path)
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
