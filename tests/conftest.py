@@ -1,12 +1,32 @@
+import importlib.util
 import os
+import os.path as osp
+import shutil
+import subprocess
 import sys
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+def load_module(path):
+    """Import a Python file by its path (a tool, or a test module whose helper another test uses:
+    by path, since site-packages holds another ``tests`` package)."""
+    name = '_' + osp.relpath(path, ROOT).replace(os.sep, '_').removesuffix('.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """``load_tool('misc/make_digits.py')``: a tool of ``tools/``, imported by its path."""
+    return lambda relpath: load_module(osp.join(ROOT, 'tools', relpath))
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +43,38 @@ def _restore_default_scope():
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(before)
+
+
+@pytest.fixture(scope='session')
+def tiny_sets(tmp_path_factory):
+    """Paths of a tiny det, seg and cls digits set, made once per session (do not modify them)."""
+    from mmxformer.digits import make_digits_cls, make_digits_det, make_digits_seg
+    tiny = dict(
+        det=(make_digits_det, dict(num_train=6, num_val=3)),
+        seg=(make_digits_seg, dict(num_train=4, num_val=2)),
+        cls=(make_digits_cls, dict(num_train=20, num_test=10)),
+    )
+    root = tmp_path_factory.mktemp('digits')
+    return {task: make(root / f'digits_{task}', **kwargs) for task, (make, kwargs) in tiny.items()}
+
+
+@pytest.fixture
+def copy_set(tiny_sets, tmp_path):
+    """Copy a tiny set into ``tmp_path/digits_<task>`` to damage it."""
+
+    def copy(task):
+        return shutil.copytree(tiny_sets[task], tmp_path / f'digits_{task}')
+
+    return copy
+
+
+@pytest.fixture(scope='session')
+def run_tool():
+    """``run_tool('train.py', ARGS..., cwd=DIR)``: a tool of ``tools/`` in a subprocess of this
+    Python; the finished process (its return code, stdout and stderr)."""
+
+    def run(relpath, *args, cwd=ROOT, timeout=900, env=None):
+        return subprocess.run([sys.executable, osp.join(ROOT, 'tools', relpath), *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout, env=env)
+
+    return run

@@ -8,7 +8,9 @@ import os
 
 from mmengine.config import DictAction
 
-from mmxformer.runner import enable_dump, enable_show, load_config, setup_cpu_distributed
+from mmxformer.utils.config import load_config
+from mmxformer.utils.distributed import setup_cpu_distributed
+from mmxformer.utils.run_options import enable_dump, enable_show
 
 
 def parse_args(argv=None):

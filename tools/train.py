@@ -9,10 +9,11 @@ import os
 
 from mmengine.config import DictAction
 
-from mmxformer.datasets import check_dataset_config
-from mmxformer.random_state import add_random_state_hook
-from mmxformer.runner import (enable_amp, enable_auto_scale_lr, enable_resume, load_config,
-                              setup_cpu_distributed, toolbox_of)
+from mmxformer.utils.config import load_config, toolbox_of
+from mmxformer.utils.data_check import check_dataset_config
+from mmxformer.utils.distributed import setup_cpu_distributed
+from mmxformer.utils.run_options import (add_random_state_hook, enable_amp, enable_auto_scale_lr,
+                                         enable_resume)
 
 
 def parse_args(argv=None):

@@ -1,9 +1,10 @@
-from .attention import (ATTENTIONS, CrossFeatureAttention, IdentityMixer,
-                        MultiheadSelfAttention)
-from .blocks import MV3Block, TransformerLayer, XFBlock
-from .xformer import XFormer
+from .backbones import XFormer
+from .builder import build_attention
+from .layers import (CrossFeatureAttention, IdentityMixer, MultiheadSelfAttention, MV3Block,
+                     SqueezeExcitation, TransformerLayer, XFBlock, make_divisible)
 
 __all__ = [
-    'ATTENTIONS', 'CrossFeatureAttention', 'IdentityMixer', 'MultiheadSelfAttention', 'MV3Block',
-    'TransformerLayer', 'XFBlock', 'XFormer'
+    'XFormer', 'build_attention', 'CrossFeatureAttention', 'IdentityMixer',
+    'MultiheadSelfAttention', 'MV3Block', 'SqueezeExcitation', 'TransformerLayer', 'XFBlock',
+    'make_divisible'
 ]

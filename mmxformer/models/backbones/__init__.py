@@ -1,0 +1,3 @@
+from .xformer import XFormer
+
+__all__ = ['XFormer']

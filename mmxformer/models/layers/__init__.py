@@ -1,0 +1,12 @@
+from .cross_feature_attention import CrossFeatureAttention
+from .identity_mixer import IdentityMixer
+from .mv3_block import MV3Block
+from .self_attention import MultiheadSelfAttention
+from .squeeze_excitation import SqueezeExcitation, make_divisible
+from .transformer_layer import TransformerLayer
+from .xf_block import XFBlock
+
+__all__ = [
+    'CrossFeatureAttention', 'IdentityMixer', 'MultiheadSelfAttention', 'MV3Block',
+    'SqueezeExcitation', 'TransformerLayer', 'XFBlock', 'make_divisible'
+]

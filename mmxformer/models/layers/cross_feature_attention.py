@@ -1,0 +1,100 @@
+"""Cross Feature Attention (XFA), XFormer's token mixer: linear in the number of tokens.
+
+Like every token mixer of the XF block (chosen through ``attn_cfg``), it takes tokens of shape
+(B, N, C) and returns the same shape. The reference formula it is checked against is in
+``docs/xfa.md``.
+"""
+import math
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from mmxformer.registry import MODELS
+
+
+@MODELS.register_module()
+class CrossFeatureAttention(BaseModule):
+    """Cross Feature Attention (XFA) from `Lightweight Vision Transformer with Cross Feature
+    Attention <https://arxiv.org/abs/2207.07268>`_.
+
+    Per head, with L2-normalised queries and keys Q̂, K̂ (N tokens of d features):
+
+    .. code-block:: text
+
+        c = Q̂ · w_c                 query-context score, one value per token    (N)
+        k̄ = (1/N) Σ_n c_n · K̂_n     context-weighted key                        (d)
+        f = W_f · k̄                 query-feature score, one value per feature  (d)
+        Y = λ · (V ⊙ f)             no softmax, nothing of size N×N
+
+    and the heads' outputs are concatenated and projected back to ``embed_dims``. Time and memory
+    are O(N·d).
+
+    The fast path never materialises the normalised Q and K, nor copies Q, K or V out of the qkv
+    projection: ``c`` divides by the norms of Q afterwards, the key norms fold into the weights of
+    the mean, and λ·f folds into the output projection, so the only N·d-sized tensors are the qkv
+    projection and the output.
+
+    Args:
+        embed_dims (int): Channels of the tokens.
+        qkv_dims (int): Channels of Q, K and V, summed over the heads. Defaults to 96.
+        num_heads (int): Number of heads; ``w_c``, ``W_f`` and λ are per head. Defaults to 4.
+        temperature_init (float): Initial value of the learnable temperature λ. With 1.0 the
+            branch starts small (\\|f\\| ≈ 0.1 at initialisation, since c and k̄ are bounded by
+            the unit norms) so the residual stream dominates early training, as a LayerScale
+            would, and λ is free to grow. Defaults to 1.0.
+        qkv_bias (bool): Whether the qkv projection has a bias. Defaults to True.
+        eps (float): Lower bound of the norms in the L2 normalisation. Defaults to 1e-6.
+        init_cfg (dict, optional): Initialization config dict. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims,
+                 qkv_dims=96,
+                 num_heads=4,
+                 temperature_init=1.0,
+                 qkv_bias=True,
+                 eps=1e-6,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if qkv_dims % num_heads:
+            raise ValueError(f'qkv_dims ({qkv_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        self.num_heads = num_heads
+        self.head_dims = qkv_dims // num_heads
+        self.eps = eps
+        self.qkv = nn.Linear(embed_dims, 3 * qkv_dims, bias=qkv_bias)
+        # w_c (a 1x1 conv d -> 1) and W_f (a 1x1 conv d -> d), one of each per head.
+        self.context_weight = nn.Parameter(torch.empty(num_heads, self.head_dims))
+        self.feature_weight = nn.Parameter(
+            torch.empty(num_heads, self.head_dims, self.head_dims))
+        self.temperature = nn.Parameter(torch.full((num_heads, ), float(temperature_init)))
+        self.proj = nn.Linear(qkv_dims, embed_dims)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Initialise w_c and W_f as PyTorch initialises the 1x1 convs they stand for."""
+        bound = 1 / math.sqrt(self.head_dims)
+        nn.init.uniform_(self.context_weight, -bound, bound)
+        nn.init.uniform_(self.feature_weight, -bound, bound)
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        h, d = self.num_heads, self.head_dims
+        qkv = self.qkv(x)
+        q, k, v = qkv.split(h * d, dim=-1)  # views, (B, N, h·d) each
+        # |q_n| and |k_n| of every head, (B, N, 2h)
+        norms = qkv[..., :2 * h * d].unflatten(-1, (2 * h, d)).norm(dim=-1).clamp_min(self.eps)
+        # c_n = <q_n, w_c> / |q_n|: all heads in one product with the block-diagonal of the w_c,
+        # (h·d, h), built from an identity (torch.block_diag has no ONNX export)
+        eye = torch.eye(h, dtype=self.context_weight.dtype, device=self.context_weight.device)
+        context = q @ (self.context_weight[:, :, None] * eye[:, None]).view(h * d, h)
+        # k̄ = 1/N Σ_n (c_n / |k_n|) k_n: one product weighs every head's keys by every head's
+        # weights, of which the diagonal blocks are wanted; no copy of the strided keys.
+        weights = context / (norms[..., :h] * norms[..., h:])
+        key = (weights.transpose(1, 2) @ k).view(B, h, h, d).diagonal(dim1=1, dim2=2) / N
+        feature = torch.einsum('hde,beh->bhd', self.feature_weight, key)
+        # (V ⊙ λf) W_oᵀ = V (diag(λf) W_oᵀ): scale the projection, not the N tokens.
+        scale = (self.temperature[:, None] * feature).reshape(B, h * d, 1)
+        weight = scale * self.proj.weight.t()
+        return torch.baddbmm(self.proj.bias, v, weight)

@@ -1,0 +1,32 @@
+"""Squeeze-excitation, the channel gate of the MV3 block."""
+import torch.nn as nn
+from mmcv.cnn import build_activation_layer
+from mmengine.model import BaseModule
+
+
+def make_divisible(value, divisor=8):
+    """Round ``value`` to the nearest multiple of ``divisor``, never below 90 % of it."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class SqueezeExcitation(BaseModule):
+    """Channel gating by global context: pool, reduce, activate, expand, sigmoid.
+
+    Args:
+        channels (int): Input and output channels.
+        reduction (int): Ratio of ``channels`` to the squeezed channels. Defaults to 4.
+        act_cfg (dict): Activation between the two 1x1 convs. Defaults to SiLU.
+        init_cfg (dict, optional): Initialization config dict. Defaults to None.
+    """
+
+    def __init__(self, channels, reduction=4, act_cfg=dict(type='SiLU'), init_cfg=None):
+        super().__init__(init_cfg)
+        squeezed = make_divisible(channels // reduction)
+        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.act = build_activation_layer(act_cfg)
+        self.expand = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x):
+        gate = self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True))))
+        return x * gate.sigmoid()

@@ -1,0 +1,44 @@
+"""The pre-norm transformer layer of the XF block, with a swappable token mixer."""
+import torch.nn as nn
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+
+from ..builder import build_attention
+
+
+class TransformerLayer(BaseModule):
+    """Pre-norm transformer layer: ``x + attn(LN(x))`` then ``x + MLP(LN(x))``.
+
+    Args:
+        embed_dims (int): Channels of the tokens.
+        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
+        attn_cfg (dict): Config of the token mixer, built from mmxformer's registry with
+            ``embed_dims`` added, e.g. ``dict(type='CrossFeatureAttention', qkv_dims=96)``.
+        drop_path_rate (float): Stochastic depth of both residual branches. Defaults to 0.
+        norm_cfg (dict): Config of the norm layers. Defaults to LN.
+        act_cfg (dict): Activation of the MLP. Defaults to GELU.
+        init_cfg (dict, optional): Initialization config dict. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims,
+                 mlp_ratio,
+                 attn_cfg,
+                 drop_path_rate=0.,
+                 norm_cfg=dict(type='LN'),
+                 act_cfg=dict(type='GELU'),
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        hidden = int(embed_dims * mlp_ratio)
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = build_attention(attn_cfg, embed_dims)
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dims, hidden), build_activation_layer(act_cfg),
+            nn.Linear(hidden, embed_dims))
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))

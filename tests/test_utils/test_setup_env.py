@@ -1,0 +1,190 @@
+import glob
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from mmengine.registry import DefaultScope
+
+import mmxformer
+from mmxformer.models import XFormer
+
+SCOPES = ['mmpretrain', 'mmdet', 'mmseg']
+
+
+@pytest.mark.parametrize('scope', SCOPES)
+@pytest.mark.parametrize('type_name', ['XFormer', 'mmpretrain.XFormer', 'mmxformer.XFormer'])
+def test_builds_under_every_default_scope(scope, type_name):
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(
+            dict(type=type_name, arch='xxsmall', out_indices=(2, 3, 4),
+                 attn_cfg=dict(type='MultiheadSelfAttention')))
+    assert isinstance(model, XFormer)
+    assert model.out_channels == (48, 64, 80)
+
+
+def test_registered_in_all_installed_toolboxes():
+    assert mmxformer.TOOLBOXES == SCOPES
+
+
+def test_registering_again_does_not_raise():
+    import mmxformer as again  # noqa: F401
+    assert mmxformer.register_all_modules() == SCOPES
+    from mmdet.registry import MODELS
+    assert MODELS.get('XFormer') is XFormer
+
+
+def test_other_class_with_the_same_name_is_not_overwritten():
+    from mmxformer.utils.setup_env import register_once
+    from mmengine.registry import Registry
+    registry = Registry('test')
+
+    @registry.register_module(name='XFormer')
+    class Foreign:
+        pass
+
+    with pytest.raises(KeyError, match='already taken by .*Foreign'):
+        register_once(registry, XFormer)
+
+
+def run_python(code, cwd):
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_works_with_only_some_toolboxes_installed(tmp_path):
+    result = run_python(
+        """
+        import sys
+        sys.modules['mmdet'] = sys.modules['mmseg'] = None  # as if not installed
+        import mmxformer
+        print(mmxformer.TOOLBOXES)
+        """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['mmpretrain']"
+
+
+@pytest.mark.parametrize('scope', SCOPES)
+def test_user_config_outside_the_repository(tmp_path, scope):
+    """A config in the user's own folder needs only custom_imports and type='XFormer'."""
+    config = tmp_path / 'my_config.py'
+    config.write_text(textwrap.dedent(f"""
+        default_scope = '{scope}'
+        custom_imports = dict(imports=['mmxformer'], allow_failed_imports=False)
+        backbone = dict(type='XFormer', arch='xxsmall', out_indices=(2, 3, 4))
+        """))
+    result = run_python(
+        f"""
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+        cfg = Config.fromfile({str(config)!r})
+        init_default_scope(cfg.default_scope)
+        from {scope}.registry import MODELS
+        model = MODELS.build(cfg.backbone)
+        print(type(model).__name__, model.out_channels)
+        """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == 'XFormer (48, 64, 80)'
+
+
+FRESH_IMPORT = """
+import mmxformer  # nothing else of mmxformer: what the import alone registers
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+import importlib, torch
+registry = importlib.import_module('{scope}.registry')
+with DefaultScope.overwrite_default_scope('{scope}'):
+    for attn in ('CrossFeatureAttention', 'MultiheadSelfAttention', 'IdentityMixer'):
+        model = registry.MODELS.build(dict(type='XFormer', arch='xxsmall', out_indices=(4, ),
+                                           attn_cfg=dict(type=attn)))
+        print(type(model).__name__, type(model.stages[2][-1].layers[0].attn).__name__)
+    hook = registry.HOOKS.build(dict(type='RandomStateHook'))
+    wrapper = build_optim_wrapper(torch.nn.Linear(1, 1), dict(
+        type='CPUBF16OptimWrapper', optimizer=dict(type='SGD', lr=0.1)))
+    print(type(hook).__name__, type(wrapper).__name__)
+"""
+
+
+@pytest.mark.parametrize('scope', SCOPES)
+def test_a_bare_import_registers_every_name_in_every_scope(scope, tmp_path):
+    """In a fresh interpreter: the backbone, its three attentions, the hook and the optim wrapper
+    by their plain names, from the default scope of each toolbox."""
+    result = run_python(FRESH_IMPORT.format(scope=scope), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split('\n')[:4] == [
+        'XFormer CrossFeatureAttention', 'XFormer MultiheadSelfAttention', 'XFormer IdentityMixer',
+        'RandomStateHook CPUBF16OptimWrapper']
+
+
+def package_imports(with_parents=True):
+    """``{module: the mmxformer modules it imports when it is imported}``, read from the source
+    (imports at module level, not those inside functions). Importing ``a.b.c`` runs the
+    ``__init__`` of ``a`` and ``a.b`` too; ``with_parents`` adds the edge from each module to its
+    package (which Python starts, but need not finish, before the module)."""
+    import ast
+    import os.path as osp
+    package_dir = osp.dirname(mmxformer.__file__)
+    modules = {}
+    for path in sorted(glob.glob(osp.join(package_dir, '**', '*.py'), recursive=True)):
+        rel = osp.relpath(path, osp.dirname(package_dir))[:-3].replace(osp.sep, '.')
+        name = rel[:-len('.__init__')] if rel.endswith('.__init__') else rel
+        is_package = rel.endswith('__init__')
+        imported = set()
+        for node in ast.parse(open(path).read()).body:  # module level only
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ''
+                if node.level:
+                    parts = name.split('.')[:len(name.split('.')) - node.level + is_package]
+                    base = '.'.join(parts + ([base] if base else []))
+                targets = [f'{base}.{alias.name}' for alias in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            imported.update(t for t in targets if t.split('.')[0] == 'mmxformer')
+        modules[name] = imported
+    # an import of a.b.c runs a/__init__ and a/b/__init__ first; keep only real modules
+    graph = {}
+    for name, targets in modules.items():
+        edges = set()
+        for target in targets:
+            parts = target.split('.')
+            prefixes = ('.'.join(parts[:i]) for i in range(1, len(parts) + 1))
+            # a package that holds the importing module has been started already
+            edges.update(p for p in prefixes if p in modules and not name.startswith(p + '.'))
+        parent = name.rpartition('.')[0]
+        if parent and with_parents:
+            edges.add(parent)
+        graph[name] = edges - {name}
+    return graph
+
+
+def reachable(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_no_import_cycle_inside_the_package():
+    graph = package_imports(with_parents=False)
+    assert {'mmxformer.models.backbones.xformer', 'mmxformer.registry'} <= set(graph)
+    # the package's own __init__ runs register_all_modules, which imports all: leave it out
+    graph = {name: edges - {'mmxformer'} for name, edges in graph.items()}
+    cycles = [name for name in graph if name in reachable(graph, name)]
+    assert not cycles, f'modules that import themselves through others: {cycles}'
+
+
+def test_building_the_backbone_imports_no_model_zoo_download_or_tool_code():
+    graph = {name: edges - {'mmxformer'} for name, edges in package_imports().items()}
+    reached = reachable(graph, 'mmxformer.models')
+    assert 'mmxformer.utils.state_dict' in reached  # the pretrained-weights check
+    forbidden = [name for name in reached if name.startswith((
+        'mmxformer.apis', 'mmxformer.deployment', 'mmxformer.digits', 'mmxformer.utils.config',
+        'mmxformer.utils.run_options', 'mmxformer.utils.benchmark', 'mmxformer.utils.data_check'))]
+    assert not forbidden
+    assert graph['mmxformer.registry'] == set(), 'registry.py imports nothing of mmxformer'

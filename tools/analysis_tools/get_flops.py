@@ -1,0 +1,35 @@
+"""Parameters and FLOPs of the model of a config, for one image; no dataset needed.
+
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--cfg-options KEY=VALUE ...]
+
+FLOPs: one multiply-add counts as one FLOP (the fvcore / OpenMMLab get_flops convention).
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from mmxformer.utils.complexity import complexity
+from mmxformer.utils.config import build_model, load_config
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--shape', type=int, nargs='+', default=[320, 320], metavar='N',
+                        help='input size: H W, or one number for a square (default 320 320)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config')
+    args = parser.parse_args(argv)
+    if len(args.shape) not in (1, 2):
+        parser.error('--shape takes H W, or one number for a square input')
+    shape = tuple(args.shape) * (3 - len(args.shape))
+    model = build_model(load_config(args.config, args.cfg_options))
+    params, flops = complexity(model, shape)
+    print(f'Config: {args.config}')
+    print(f'Input shape: {shape[0]}x{shape[1]} (HxW)')
+    print(f'Params: {params / 1e6:.2f} M')
+    print(f'FLOPs: {flops / 1e9:.2f} G (one multiply-add = one FLOP)')
+
+
+if __name__ == '__main__':
+    main()
