@@ -1,3 +1,4 @@
+import importlib
 import importlib.util
 import os
 import os.path as osp
@@ -11,6 +12,32 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+# Packages to treat as not installed (comma-separated), so that the suite's own skipping can be
+# tested: tests/test_packaging/test_optional_toolboxes.py runs pytest with it.
+for _name in filter(None, os.environ.get('MMXFORMER_TEST_HIDE', '').split(',')):
+    sys.modules[_name] = None
+
+
+def installed(package):
+    """Whether ``package`` can be imported here."""
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'needs(*packages): skip unless these packages are '
+                            'installed (e.g. a toolbox: mmdet, mmseg, mmpretrain)')
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers('needs'):
+        missing = [package for package in mark.args if not installed(package)]
+        if missing:
+            pytest.skip(f'needs {", ".join(missing)}, not installed here')
 
 
 def load_module(path):

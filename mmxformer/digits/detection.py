@@ -13,8 +13,8 @@ ink. Validation images show held-out source digits only.
 import json
 
 from .dataset_dir import build_once
-from .scenes import (DIGIT_CLASSES, compose_scene, count_arg, image_rng, load_digit_sources,
-                     save_rgb, scene_args)
+from .scenes import (DIGIT_CLASSES, compose_scene, image_rng, load_digit_sources, save_rgb,
+                     scene_set_args)
 
 DET_SPLITS = (('train', 'train2017', False), ('val', 'val2017', True))  # name, folder, held out
 
@@ -37,11 +37,10 @@ def make_digits_det(out_dir='data/digits_det', num_train=2000, num_val=200, imag
     Returns:
         Path: ``out_dir``.
     """
-    image_size, num_digits, digit_size = scene_args(image_size, num_digits, digit_size)
-    counts = dict(train=count_arg('num_train', num_train), val=count_arg('num_val', num_val))
-    seed = count_arg('seed', seed, least=0)
-    args = dict(num_train=counts['train'], num_val=counts['val'], image_size=image_size,
-                num_digits=num_digits, digit_size=digit_size, seed=seed)
+    args = scene_set_args(num_train, num_val, image_size, num_digits, digit_size, seed)
+    counts = dict(train=args['num_train'], val=args['num_val'])
+    image_size, num_digits, digit_size, seed = (
+        args[key] for key in ('image_size', 'num_digits', 'digit_size', 'seed'))
 
     def write(root):
         sources = load_digit_sources()

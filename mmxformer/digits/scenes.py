@@ -119,6 +119,18 @@ def count_arg(name, value, least=1):
     return int(value)
 
 
+def scene_set_args(num_train, num_val, image_size, num_digits, digit_size, seed):
+    """The checked arguments of a detection or segmentation set, as its manifest records them.
+
+    Raises:
+        ValueError: naming the argument that is out of range.
+    """
+    image_size, num_digits, digit_size = scene_args(image_size, num_digits, digit_size)
+    return dict(num_train=count_arg('num_train', num_train), num_val=count_arg('num_val', num_val),
+                image_size=image_size, num_digits=num_digits, digit_size=digit_size,
+                seed=count_arg('seed', seed, least=0))
+
+
 def image_rng(seed, stream, index):
     """The generator of one image: independent of every other image, the same on every run."""
     return np.random.default_rng([seed, stream, index])

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from .dataset_dir import build_once
-from .scenes import (DIGIT_CLASSES, INK_THRESHOLD, compose_scene, count_arg, image_rng,
-                     load_digit_sources, save_rgb, scene_args)
+from .scenes import (DIGIT_CLASSES, INK_THRESHOLD, compose_scene, image_rng,
+                     load_digit_sources, save_rgb, scene_set_args)
 
 SEG_CLASSES = ('background', ) + DIGIT_CLASSES
 SEG_PALETTE = [[0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
@@ -48,12 +48,11 @@ def make_digits_seg(out_dir='data/digits_seg', num_train=1000, num_val=100, imag
     Returns:
         Path: ``out_dir``.
     """
-    image_size, num_digits, digit_size = scene_args(image_size, num_digits, digit_size)
-    counts = dict(train=count_arg('num_train', num_train), val=count_arg('num_val', num_val))
-    seed = count_arg('seed', seed, least=0)
-    args = dict(num_train=counts['train'], num_val=counts['val'], image_size=image_size,
-                num_digits=num_digits, digit_size=digit_size, seed=seed,
+    args = dict(scene_set_args(num_train, num_val, image_size, num_digits, digit_size, seed),
                 ignore_rims=bool(ignore_rims))
+    counts = dict(train=args['num_train'], val=args['num_val'])
+    image_size, num_digits, digit_size, seed = (
+        args[key] for key in ('image_size', 'num_digits', 'digit_size', 'seed'))
 
     def write(root):
         sources = load_digit_sources()

@@ -123,4 +123,5 @@ def test_inferencer_by_name_without_checkpoint(digit_image):
     inferencer = mmpretrain.ImageClassificationInferencer('xformer-xxs_digits', pretrained=False)
     result = inferencer(digit_image)[0]
     assert result['pred_scores'].shape == (10, )
-    assert 0 <= result['pred_label'] < 10
+    assert result['pred_label'] == result['pred_scores'].argmax()
+    assert result['pred_class'] == DIGIT_CLASSES[result['pred_label']]

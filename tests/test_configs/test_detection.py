@@ -10,6 +10,8 @@ from mmxformer.utils.complexity import complexity
 from mmxformer.utils.config import build_model
 from mmxformer.digits import make_digits_det
 
+pytestmark = pytest.mark.needs('mmdet')
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COCO = osp.join(ROOT, 'configs/xformer_yolov3_coco.py')
 MS416 = osp.join(ROOT, 'configs/xformer_yolov3_ms-416_coco.py')

@@ -45,6 +45,7 @@ def test_deploy_matches_plain_eval(shape):
         assert (out - ref).abs().max() <= 1e-4
 
 
+@pytest.mark.needs('mmpretrain')
 def test_deploy_treats_mmpretrain_baselines_alike():
     from mmpretrain.models import MobileViT
     plain, deployed = plain_and_deployed(lambda: MobileViT('xx_small'))

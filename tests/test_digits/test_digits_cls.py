@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from mmxformer.digits import DIGIT_CLASSES, classification, make_digits_cls
 from mmxformer.digits.scenes import DigitSources, load_digit_sources
@@ -11,6 +12,7 @@ def test_layout(tiny_sets):
         assert len(list((root / split).glob('*/*.png'))) == count
 
 
+@pytest.mark.needs('mmpretrain')
 def test_loads_with_mmpretrain_custom_dataset(tiny_sets):
     from mmcv.transforms import LoadImageFromFile
     from mmpretrain.datasets import CustomDataset

@@ -28,6 +28,7 @@ def test_layout_and_coco_fields(tiny_sets):
         assert per_image[1:].min() >= 1 and per_image.max() <= 4
 
 
+@pytest.mark.needs('mmdet')
 def test_loads_with_pycocotools_and_mmdet(tiny_sets):
     from mmcv.transforms import LoadImageFromFile
     from mmdet.datasets import CocoDataset

@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 
 from mmxformer.digits import SEG_CLASSES, SEG_PALETTE, make_digits_seg, segmentation
 from mmxformer.digits.scenes import DigitSources, load_digit_sources
@@ -40,6 +41,7 @@ def _prefix(split):
     return dict(img_path=f'leftImg8bit/{split}', seg_map_path=f'gtFine/{split}')
 
 
+@pytest.mark.needs('mmseg')
 def test_loads_with_mmseg_base_dataset_and_digit_classes(tiny_sets):
     from mmseg.datasets import BaseSegDataset
     root = tiny_sets['seg']
@@ -54,6 +56,7 @@ def test_loads_with_mmseg_base_dataset_and_digit_classes(tiny_sets):
     assert sample['img'].shape == (128, 256, 3)
 
 
+@pytest.mark.needs('mmseg')
 def test_loads_with_mmseg_cityscapes_dataset(tiny_sets):
     # The layout and suffixes are Cityscapes'; only its class names differ (so a config uses
     # BaseSegDataset to rename them).

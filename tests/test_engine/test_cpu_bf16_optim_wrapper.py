@@ -75,6 +75,7 @@ def test_xformer_s_under_bf16_autocast_stays_close_to_fp32():
     assert max(errors) < XFORMER_TOLERANCE
 
 
+@pytest.mark.needs('mmdet')
 @pytest.mark.slow
 def test_train_with_amp_on_the_cpu(tmp_path):
     root = str(make_digits_det(tmp_path / 'digits', num_train=4, num_val=2, seed=2))

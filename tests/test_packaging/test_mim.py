@@ -20,6 +20,8 @@ from mmxformer.digits import make_digits_det
 from mmxformer.apis.model_index import load_model_index
 from mmxformer.utils.config import load_config
 
+pytestmark = pytest.mark.needs('mmdet', 'mim')
+
 pytest.importorskip('mim')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -16,6 +16,8 @@ from mmxformer.digits import make_digits_det
 from mmxformer.utils.config import load_config
 from mmxformer.utils.distributed import setup_cpu_distributed
 
+pytestmark = pytest.mark.needs('mmdet')
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))
 DIGITS = osp.join(ROOT, 'configs/xformer_yolov3_digits.py')

@@ -13,6 +13,8 @@ import torch
 from mmxformer.utils.safe_load import load_checkpoint_safely
 from mmxformer.digits import make_digits_det
 
+pytestmark = pytest.mark.needs('mmdet')
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = osp.join(ROOT, 'configs/xformer_yolov3_digits.py')
 
