@@ -13,6 +13,13 @@ HERE = osp.dirname(osp.abspath(__file__))
 MIM_FILES = ('model-index.yml', 'configs', 'tools')
 
 
+def read_requirements(name):
+    """The requirement lines of ``requirements/<name>.txt`` (comments and blank lines left out)."""
+    with open(osp.join(HERE, 'requirements', f'{name}.txt')) as f:
+        lines = (line.split('#', 1)[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
 def read_version():
     scope = {}
     with open(osp.join(HERE, 'mmxformer', 'version.py')) as f:
@@ -78,6 +85,7 @@ setup(
         'cls': ['mmpretrain>=1.0'],
         'digits': ['scikit-learn', 'pycocotools', 'matplotlib'],
         'tests': ['pytest', 'onnx', 'onnxruntime', 'openmim==0.3.8'],
+        'deploy': read_requirements('deploy'),
     },
     cmdclass={'build_py': BuildPyWithMim},
     zip_safe=False,

@@ -14,7 +14,7 @@ model = dict(
         # One image per GPU: batch statistics are synchronised, as in SegFormer's decoder. Outside
         # distributed training mmengine's runner turns SyncBN back into BN.
         norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # To start from an ImageNet classifier (tools/download_checkpoint.py):
+        # To start from an ImageNet classifier (tools/misc/download_checkpoint.py):
         # init_cfg=dict(type='Pretrained', checkpoint=CKPT, prefix='backbone.'),
     ),
     # XFormer(arch='small', out_indices=(1, 2, 3, 4)).out_channels, shallowest first

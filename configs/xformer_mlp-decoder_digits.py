@@ -1,12 +1,12 @@
 # Embedded default: configs/xformer_mlp-decoder_cityscapes.py on the generated digit segmentation
-# set (Cityscapes layout, `python tools/make_digits.py seg`: 1000 train and 100 val images of
+# set (Cityscapes layout, `python tools/misc/make_digits.py seg`: 1000 train and 100 val images of
 # 128x256, classes background and '0'-'9'), trained from scratch on the CPU in minutes. Only the
 # data (root, classes, crops and scales for the smaller images, hard-pixel sampling for their
 # imbalance) and the schedule change.
 _base_ = './xformer_mlp-decoder_cityscapes.py'
 
 data_root = 'data/digits_seg/'
-# mmxformer.datasets.SEG_CLASSES and SEG_PALETTE (a config cannot import them)
+# mmxformer.digits.SEG_CLASSES and SEG_PALETTE (a config cannot import them)
 metainfo = dict(
     classes=('background', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
     palette=[[0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
@@ -69,8 +69,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # Schedule: 1300 iterations of 8 crops, validation every 260: 12.5 minutes on 2 CPU cores (0.57 s
-# an iteration). Measured (2026-11-29, two runs): val mIoU 9.8, 14.1, 25.5, 47.4, 60.8 and 10.1,
-# 11.8, 23.9, 54.7, 72.4.
+# an iteration). Results: configs/metafile_seg.yml, docs/embedded_defaults.md.
 max_iters = 1300
 warmup_iters = 50
 train_cfg = dict(max_iters=max_iters, val_interval=260)

@@ -10,7 +10,7 @@ model = dict(
         type='XFormer',
         arch='small',
         out_indices=(2, 3, 4),  # strides 8, 16, 32
-        # To start from an ImageNet classifier (tools/download_checkpoint.py):
+        # To start from an ImageNet classifier (tools/misc/download_checkpoint.py):
         # init_cfg=dict(type='Pretrained', checkpoint=CKPT, prefix='backbone.'),
     ),
     # XFormer(arch='small', out_indices=(2, 3, 4)).out_channels, deepest first

@@ -1,5 +1,5 @@
 # Embedded default: configs/xformer_yolov3_coco.py on the generated digits set (COCO layout,
-# `python tools/make_digits.py det`), trained from scratch on the CPU in minutes. Only the data
+# `python tools/misc/make_digits.py det`), trained from scratch on the CPU in minutes. Only the data
 # (root, classes, 160x160 images and what follows from their size), and the schedule change.
 _base_ = './xformer_yolov3_coco.py'
 

@@ -1,16 +1,24 @@
 """Evaluate a checkpoint with an mmpretrain, mmdet or mmseg config (picked by its default_scope).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--show-dir DIR]
-                                           [--cfg-options KEY=VALUE ...] [--launcher ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--overwrite]
+                                           [--show-dir DIR] [--cfg-options KEY=VALUE ...]
+                                           [--launcher ...] [--skip-data-check]
+
+Before anything is evaluated, the test set is checked (unless --skip-data-check) and the
+checkpoint must hold every weight of the model, with its shape.
 """
 import argparse
 import os
+import sys
 
 from mmengine.config import DictAction
 
 from mmxformer.utils.config import load_config
+from mmxformer.utils.data_check import check_dataset_config
 from mmxformer.utils.distributed import setup_cpu_distributed
-from mmxformer.utils.run_options import enable_dump, enable_show
+from mmxformer.utils.run_options import (UsageError, check_output_file, check_writable_dir,
+                                         enable_dump, enable_show)
+from mmxformer.utils.state_dict import PretrainedKeysError, check_pretrained_keys
 
 
 def parse_args(argv=None):
@@ -19,12 +27,15 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
     parser.add_argument('--show-dir', help='draw predictions into this dir, relative to the '
                         "run's folder in the work dir")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--skip-data-check', action='store_true',
+                        help='do not check the test set before building the runner')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -37,19 +48,33 @@ def main(argv=None):
         raise FileNotFoundError(f'Checkpoint {args.checkpoint} does not exist')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
+    check_writable_dir(cfg.work_dir, f'work_dir {cfg.work_dir}')
     if args.show_dir:
         enable_show(cfg, args.show_dir)
     if args.out:
+        check_output_file(args.out, '--out', args.overwrite)
         enable_dump(cfg, args.out)
+    if not args.skip_data_check:
+        for line in check_dataset_config(cfg, splits=('test', )):
+            print(f'data check: {line}')
 
     setup_cpu_distributed(cfg)
+    from mmengine.model import is_model_wrapper
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    try:  # the runner loads with strict=False: weights that do not fit would only be logged
+        check_pretrained_keys(model, args.checkpoint)
+    except PretrainedKeysError as error:
+        raise UsageError(f'nothing evaluated: {error}') from None
     metrics = runner.test()
     print({key: round(value, 4) if isinstance(value, float) else value
            for key, value in metrics.items()})
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except UsageError as error:
+        sys.exit(f'error: {error}')

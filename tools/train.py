@@ -2,17 +2,22 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
-                                 [--skip-data-check]
+                                 [--skip-data-check] [--overwrite]
+
+A work dir that holds checkpoints of an earlier run (epoch_N.pth, iter_N.pth) is refused unless
+the run resumes (--resume) or --overwrite says to replace them.
 """
 import argparse
 import os
+import sys
 
 from mmengine.config import DictAction
 
 from mmxformer.utils.config import load_config, toolbox_of
 from mmxformer.utils.data_check import check_dataset_config
 from mmxformer.utils.distributed import setup_cpu_distributed
-from mmxformer.utils.run_options import (add_random_state_hook, enable_amp, enable_auto_scale_lr,
+from mmxformer.utils.run_options import (UsageError, add_random_state_hook, check_fresh_work_dir,
+                                         check_writable_dir, enable_amp, enable_auto_scale_lr,
                                          enable_resume)
 
 
@@ -33,6 +38,9 @@ def parse_args(argv=None):
                         default='none', help='job launcher')
     parser.add_argument('--skip-data-check', action='store_true',
                         help='do not check the data sets before building the runner')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='train into a work dir that holds checkpoints of an earlier run, '
+                        'replacing them')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -47,8 +55,13 @@ def main(argv=None):
         enable_amp(cfg)
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
-    if args.resume:
-        enable_resume(cfg, args.resume)
+    check_writable_dir(cfg.work_dir, f'work_dir {cfg.work_dir}')
+    if args.resume and enable_resume(cfg, args.resume) is None:
+        start = f'load_from={cfg.load_from}' if cfg.get('load_from') else 'scratch'
+        print(f'--resume: no checkpoint found in the work dir {cfg.work_dir} (no '
+              f'last_checkpoint file); nothing to resume, training starts from {start}')
+    if not cfg.get('resume') and not args.overwrite:
+        check_fresh_work_dir(cfg.work_dir)
     if not args.skip_data_check:
         for line in check_dataset_config(cfg):
             print(f'data check: {line}')
@@ -62,4 +75,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except UsageError as error:
+        sys.exit(f'error: {error}')

@@ -1,9 +1,10 @@
 """Inference mode for deployment: BatchNorm folded into the convs, channels-last memory format.
 
 Neither changes what the network computes: outputs agree with the plain eval forward to float
-rounding (about 1e-5; ``tests/test_deployment/test_inference_mode.py`` checks 1e-4). On a CPU, channels-last is what
-oneDNN's convolutions run natively, so it saves a layout conversion around every conv; folding BN
-saves a pass over every conv output. Measured speed-ups are in ``docs/benchmark.md``.
+rounding (about 1e-5; ``tests/test_deployment/test_inference_mode.py`` checks 1e-4). On a CPU,
+channels-last is what oneDNN's convolutions run natively, so it saves a layout conversion around
+every conv; folding BN saves a pass over every conv output. Measured speed-ups are in
+``docs/benchmark.md``.
 
 Nothing here is specific to XFormer: any model made of ``Conv2d`` + ``BatchNorm`` pairs
 (mmpretrain's MobileViT and MobileNetV2 too) gets the same treatment, which keeps comparisons fair.

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils.config import build_model, toolbox_of
+from ..utils.config import build_model, check_shape, preprocessing_of, toolbox_of
 from ..utils.fileio import temporary_path
 from ..utils.state_dict import check_pretrained_keys, read_state_dict
 
@@ -118,23 +118,6 @@ def build_onnx_model(cfg, checkpoint=None):
         check_pretrained_keys(model, checkpoint)  # every weight present, with its shape
         model.load_state_dict(read_state_dict(checkpoint), strict=False)
     return OnnxModel(model.eval(), toolbox_of(cfg))
-
-
-def preprocessing_of(cfg):
-    """The data preprocessor settings of a config (the model's, else the top-level one)."""
-    return dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
-
-
-def check_shape(cfg, shape):
-    """Raise if ``shape`` (H, W) is not an input the config's model is fed: positive, and a
-    multiple of the data preprocessor's ``pad_size_divisor`` where it pads."""
-    if len(shape) != 2 or min(shape) <= 0:
-        raise ValueError(f'The input shape must be two positive integers H W, got {shape}')
-    divisor = preprocessing_of(cfg).get('pad_size_divisor', 1)
-    if any(size % divisor for size in shape):
-        raise ValueError(f'This model is fed images padded to multiples of {divisor} '
-                         f'(pad_size_divisor of its data preprocessor); got the input shape '
-                         f'{tuple(shape)}. Use sizes that are multiples of {divisor}.')
 
 
 def export_onnx(cfg,

@@ -10,6 +10,14 @@
 - Modes: ``plain`` is ``model.eval()`` under ``torch.no_grad()``; ``deploy`` is
   :func:`mmxformer.deployment.deploy` (BN folded into the convs, channels-last) under
   ``torch.inference_mode()``, applied to every model alike.
+- Runtimes: ``torch`` (the modes above), ``onnxruntime`` and ``executorch`` (XNNPACK), whose
+  modes are the precisions ``fp32`` and ``int8``. Each model is exported at each size (static
+  shapes) from the plain model, the whole backbone with all its outputs; int8 is calibrated on
+  random inputs, which sets the ranges, not the speed. ONNX: the TorchScript exporter, int8 by
+  onnxruntime's ``quantize_static`` (QDQ), one session of ``threads`` intra-op threads (default:
+  the cores). ExecuTorch: :func:`~mmxformer.deployment.executorch_export.to_xnnpack_form` on every
+  model alike, int8 by PT2E with the XNNPACK quantizer, XNNPACK's thread pool of ``threads``
+  threads (default: its own). Peak memory is measured for ``torch`` only.
 """
 import gc
 import os
@@ -26,6 +34,16 @@ from ..deployment.inference_mode import deploy
 
 BASELINE = 'xformer-s'
 MODES = ('plain', 'deploy')
+RUNTIMES = ('torch', 'onnxruntime', 'executorch')
+PRECISIONS = ('fp32', 'int8')
+CALIBRATION_INPUTS = 4
+
+
+def modes_of(runtime):
+    """The modes a runtime is measured in: :data:`MODES` for torch, else :data:`PRECISIONS`."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f'Unknown runtime {runtime!r}; choose from {RUNTIMES}')
+    return MODES if runtime == 'torch' else PRECISIONS
 
 
 def _xformer(attn):
@@ -188,17 +206,28 @@ def memory_method(device):
 
 
 def run(names, sizes, modes=MODES, repeats=10, warmup=2, device='cpu', amp=None,
-        max_attn_gib=4.0, memory=True, threads=None, log=print):
+        max_attn_gib=4.0, memory=True, threads=None, log=print, runtime='torch'):
     """Measure every model of ``names`` in every mode at every size (the memory probes inherit
     the environment, e.g. glibc's ``MALLOC_*`` settings).
 
+    Args:
+        runtime (str): 'torch' (``modes`` from :data:`MODES`), 'onnxruntime' or 'executorch'
+            (``modes`` from :data:`PRECISIONS`; CPU, fp32 inputs, no memory probe).
+
     Returns:
         list[dict]: one record per (mode, model, size) with ``latency`` (see :func:`summarize`),
-        ``memory_mib``, or ``skipped`` (the reason).
+        ``memory_mib``, or ``skipped`` (the reason); and ``runtime``.
     """
+    allowed = modes_of(runtime)
+    if not set(modes) <= set(allowed):
+        raise ValueError(f'Runtime {runtime} is measured in the modes {allowed}, not {modes}')
+    if runtime != 'torch' and (torch.device(device).type != 'cpu' or amp):
+        raise ValueError(f'Runtime {runtime} runs on the CPU in fp32 or int8 here; '
+                         'use --device cpu without --amp')
     if threads:
         torch.set_num_threads(threads)
-    models = {(mode, name): build(name, mode, device) for mode in modes for name in names}
+    models = ({(mode, name): build(name, mode, device) for mode in modes for name in names}
+              if runtime == 'torch' else dict.fromkeys((m, n) for m in modes for n in names))
     records = []
     for size in sizes:
         x = torch.rand(1, 3, *size, device=device)
@@ -210,22 +239,88 @@ def run(names, sizes, modes=MODES, repeats=10, warmup=2, device='cpu', amp=None,
                     f'its N×N attention maps would take {need:.3g} GiB in one layer, more than '
                     f'--max-attn-gib {max_attn_gib:g}')
                 continue
-            runs[mode, name] = lambda model=model, mode=mode: _forward(model, x, mode, device, amp)
+            if runtime == 'torch':
+                runs[mode, name] = (lambda model=model, mode=mode:
+                                    _forward(model, x, mode, device, amp))
+            else:
+                log(f'  exporting {name} to {runtime} ({mode}) at {size_name(size)}')
+                runs[mode, name] = build_runtime_run(name, runtime, mode, x, threads)
         log(f'{size_name(size)}: timing {len(runs)} runs x {repeats} rounds '
             f'({len(skipped)} skipped)')
         times = measure_latency(runs, warmup, repeats, device)
         for (mode, name) in models:
-            record = dict(mode=mode, model=name, size=list(size))
+            record = dict(mode=mode, model=name, size=list(size), runtime=runtime)
             if (mode, name) in skipped:
                 record['skipped'] = skipped[mode, name]
                 log(f'  skipped {name} ({mode}) at {size_name(size)}: {record["skipped"]}')
             else:
                 record['latency'] = summarize(times[mode, name])
-                if memory:
+                if memory and runtime == 'torch':
                     record['memory_mib'] = measure_peak_memory(name, mode, size, device, amp,
                                                                threads)
             records.append(record)
     return records
+
+
+class _AllOutputs(torch.nn.Module):
+    """A backbone with its outputs as a flat tuple (what the exporters take)."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        outputs = self.backbone(x)
+        return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs, )
+
+
+def build_runtime_run(name, runtime, precision, x, threads=None):
+    """A zero-argument callable that runs model ``name``, exported to ``runtime`` in
+    ``precision`` at the shape of ``x``, on ``x`` (see the module's docstring)."""
+    model = _AllOutputs(build(name, 'plain')).eval()
+    calibration = [torch.rand_like(x) for _ in range(CALIBRATION_INPUTS)]
+    if runtime == 'onnxruntime':
+        return _onnxruntime_run(model, precision, x, calibration, threads)
+    return _executorch_run(model, precision, x, calibration, threads)
+
+
+def _onnxruntime_run(model, precision, x, calibration, threads):
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+
+    from ..deployment.quantization import quantize_onnx
+    ort.set_default_logger_severity(3)  # not a warning per unused initializer of the QDQ graph
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'fp32.onnx')
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(model, (x, ), path, dynamo=False, opset_version=17,
+                              input_names=['input'])
+        if precision == 'int8':
+            quantize_onnx(path, os.path.join(tmp, 'int8.onnx'), calibration)
+            path = os.path.join(tmp, 'int8.onnx')
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count()
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    feed = {'input': x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def _executorch_run(model, precision, x, calibration, threads):
+    from ..deployment import executorch_export as ee
+    from ..deployment.quantization import quantize_for_xnnpack
+    exported = torch.export.export(ee.to_xnnpack_form(model).eval(), (x, ))
+    if precision == 'int8':
+        quantized = quantize_for_xnnpack(exported.module(), x, calibration)
+        exported = torch.export.export(quantized, (x, ))
+    buffer, _ = ee.lower_to_xnnpack(exported)
+    if threads:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        _unsafe_reset_threadpool(threads)
+    method = ee.load_method(buffer)
+    return lambda: method.execute([x])
 
 
 def _forward(model, x, mode, device, amp):

@@ -1,10 +1,23 @@
-"""What the command-line options of tools/train.py and tools/test.py change in a config."""
+"""What the command-line options of tools/train.py and tools/test.py change in a config, and the
+checks of the paths they write to."""
+import os
 import os.path as osp
+import re
+import tempfile
 
 import torch
 
 from ..engine.hooks import RandomStateHook
 from .config import toolbox_of
+from .safe_load import load_checkpoint_safely
+
+RUN_CHECKPOINT = re.compile(r'(epoch|iter)_(\d+)\.pth$')  # what mmengine's CheckpointHook saves
+
+
+class UsageError(ValueError):
+    """The command line asks for something the tool cannot do: a path it cannot write to, a
+    result it would overwrite, a checkpoint that cannot serve. The tools print the message as an
+    error and exit with status 1, without a traceback."""
 
 
 def add_random_state_hook(cfg):
@@ -44,9 +57,148 @@ def enable_auto_scale_lr(cfg):
 
 
 def enable_resume(cfg, resume):
-    """``resume='auto'``: from the latest checkpoint of the work dir; a path: from that file."""
+    """Resume a run (``--resume``): ``resume='auto'`` from the checkpoint that ``last_checkpoint``
+    of the work dir names, a path from that file.
+
+    Args:
+        cfg (mmengine.Config): The run's config; ``resume`` and ``load_from`` are set.
+        resume (str): 'auto' or a checkpoint.
+
+    Returns:
+        str | None: The checkpoint the run resumes from; None when ``'auto'`` finds no checkpoint
+        in the work dir: then nothing is resumed and ``cfg`` is left as it was.
+
+    Raises:
+        UsageError: The checkpoint does not exist or holds no training state (see
+            :func:`check_training_state`); or the work dir holds checkpoints but no
+            ``last_checkpoint`` naming one.
+    """
+    if resume == 'auto':
+        checkpoint = latest_checkpoint(cfg.work_dir)
+        if checkpoint is None:
+            return None
+    else:
+        checkpoint = resume
+        if '://' not in checkpoint and not osp.isfile(checkpoint):
+            raise UsageError(f'--resume {checkpoint}: no such file')
+    if osp.isfile(checkpoint):
+        check_training_state(checkpoint)
     cfg.resume = True
-    cfg.load_from = None if resume == 'auto' else resume
+    cfg.load_from = checkpoint
+    return checkpoint
+
+
+def latest_checkpoint(work_dir):
+    """The checkpoint that ``last_checkpoint`` of ``work_dir`` names (mmengine writes it after
+    each save), or None if the work dir holds no checkpoint of a run.
+
+    Raises:
+        UsageError: ``last_checkpoint`` names a missing file, or there are checkpoints but no
+            ``last_checkpoint``: which one to resume from is not known.
+    """
+    last = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(last):
+        with open(last) as f:
+            checkpoint = f.read().strip()
+        if not osp.isfile(checkpoint):
+            raise UsageError(f'--resume: {last} names {checkpoint}, which does not exist; '
+                             'give the checkpoint to resume from: --resume CKPT')
+        return checkpoint
+    found = run_checkpoints(work_dir)
+    if found:
+        raise UsageError(f'--resume: {work_dir} holds {_few(found)} but no last_checkpoint; '
+                         f'name the one to resume from: --resume {osp.join(work_dir, found[-1])}')
+    return None
+
+
+def check_training_state(checkpoint):
+    """Raise unless ``checkpoint`` (a local file) holds what resuming needs: ``meta.epoch``,
+    ``meta.iter`` and the optimizer's state, as the checkpoints that a run saves do. A published
+    or converted checkpoint holds weights only.
+
+    Raises:
+        UsageError: Names what is missing, and how to start from the weights instead.
+    """
+    state = load_checkpoint_safely(checkpoint)
+    meta = state.get('meta') if isinstance(state, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    missing = [f'meta.{key}' for key in ('epoch', 'iter') if key not in meta]
+    if not isinstance(state, dict) or 'optimizer' not in state:
+        missing.append('optimizer')
+    if missing:
+        raise UsageError(
+            f'--resume {checkpoint}: the checkpoint holds no training state (no '
+            f'{", ".join(missing)}): it holds weights only, as published or converted ones do, '
+            'and a run cannot resume from it. To start training from its weights, use '
+            f'--cfg-options load_from={checkpoint} (the whole model), or the backbone\'s '
+            f"init_cfg=dict(type='Pretrained', checkpoint=...)")
+
+
+def run_checkpoints(work_dir):
+    """The ``epoch_N.pth`` and ``iter_N.pth`` files in ``work_dir``, in the order of N."""
+    if not osp.isdir(work_dir):
+        return []
+    numbered = []
+    for name in os.listdir(work_dir):
+        match = RUN_CHECKPOINT.match(name)
+        if match:
+            numbered.append((match[1], int(match[2]), name))
+    return [name for *_, name in sorted(numbered)]
+
+
+def check_fresh_work_dir(work_dir):
+    """Raise if ``work_dir`` holds checkpoints of an earlier run, which a new run would overwrite.
+
+    Raises:
+        UsageError: Names them, and the options that continue, move or replace that run.
+    """
+    found = run_checkpoints(work_dir)
+    if found:
+        raise UsageError(f'{work_dir} holds checkpoints of an earlier run ({_few(found)}), which '
+                         'this run would overwrite. Pass --resume to continue that run, '
+                         '--work-dir DIR to start a new one elsewhere, or --overwrite to replace '
+                         'them')
+
+
+def check_writable_dir(path, what):
+    """Raise unless ``path`` is a directory files can be created in, or one that can be made
+    (its nearest existing parent is such a directory). Creates no directory.
+
+    Args:
+        path (str): The directory.
+        what (str): What names it, to start the message with (``'--work-dir DIR'``).
+
+    Raises:
+        UsageError: ``path`` or a parent is a file, or the directory cannot be written to.
+    """
+    path = osp.abspath(osp.expanduser(path))
+    existing = path
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise UsageError(f'{what}: {existing} is a file, not a directory')
+    try:  # os.access cannot tell (root passes it for /proc, where no file can be made)
+        fd, probe = tempfile.mkstemp(dir=existing, prefix='.mmxformer-probe-')
+    except OSError as error:
+        raise UsageError(f'{what}: no file can be created in {existing} '
+                         f'({error.strerror})') from None
+    os.close(fd)
+    os.remove(probe)
+
+
+def check_output_file(path, what, overwrite=False):
+    """Raise unless ``path`` is a file the tool can write: not a directory, not an existing file
+    (unless ``overwrite``), in a directory that can be written to or made.
+
+    Raises:
+        UsageError: Says which, and for an existing file which option replaces it.
+    """
+    if osp.isdir(path):
+        raise UsageError(f'{what} {path} is a directory; give the file to write')
+    if osp.lexists(path) and not overwrite:
+        raise UsageError(f'{what} {path} exists; pass --overwrite to replace it, or choose '
+                         'another file')
+    check_writable_dir(osp.dirname(osp.abspath(path)), f'{what} {path}')
 
 
 def enable_show(cfg, show_dir):
@@ -74,3 +226,8 @@ def enable_dump(cfg, out):
         dump = dict(type='DumpDetResults', out_file_path=out)
     evaluators = cfg.test_evaluator
     cfg.test_evaluator = [*evaluators, dump] if isinstance(evaluators, list) else [evaluators, dump]
+
+
+def _few(names, count=3):
+    return ', '.join(names[:count]) + (f' and {len(names) - count} more' if len(names) > count
+                                       else '')

@@ -20,7 +20,8 @@ def register_all_modules():
       and mmseg's where installed (``type='mmdet.XFormer'``);
     - the classification metafile's models become names of mmpretrain's model API
       (``get_model``, ``list_models``, ``inference_model``, ``ImageClassificationInferencer``);
-    - the globals of mmengine's own checkpoints join torch's ``weights_only`` allow-list.
+    - the globals of mmengine's own checkpoints join torch's ``weights_only`` allow-list, and
+      mmengine's checkpoint loaders become safe ones (verified downloads, ``weights_only=True``).
 
     Idempotent: running it again, or reloading a module, never raises "already registered"; a
     *different* class under one of mmxformer's names in a toolbox's registry is an error.
@@ -30,10 +31,12 @@ def register_all_modules():
     """
     import mmxformer.engine  # noqa: F401 (the modules register themselves)
     import mmxformer.models  # noqa: F401
+    from mmxformer.apis.checkpoint_loader import install_checkpoint_loaders
     from mmxformer.apis.model_index import register_mmpretrain_models
     from mmxformer.utils.safe_load import install_safe_globals
 
     install_safe_globals()
+    install_checkpoint_loaders()
     toolboxes = toolbox_registries()
     for name in SHARED_REGISTRIES:
         ours = getattr(registry, name)

@@ -1,7 +1,5 @@
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config

@@ -1,8 +1,5 @@
-import importlib.util
 import os.path as osp
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -175,7 +172,8 @@ def test_label_values_outside_the_classes_are_named(damaged_seg):
     assert f'{label} [11, 12, 200]' in str(error.value)
 
 
-def test_train_reports_a_missing_label_map_before_building_the_runner(run_tool, damaged_seg, tmp_path):
+def test_train_reports_a_missing_label_map_before_building_the_runner(run_tool, damaged_seg,
+                                                                   tmp_path):
     label = next((damaged_seg / 'gtFine' / 'train').glob(f'*/*{LABEL_SUFFIX}'))
     label.unlink()
     result = run_tool('train.py', DIGITS, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
@@ -190,8 +188,9 @@ def test_benchmark_reads_the_test_size_and_runs_without_data(load_tool, run_tool
     assert benchmark_seg.test_size(Config.fromfile(CITYSCAPES)) == (1024, 2048)
     assert benchmark_seg.test_size(Config.fromfile(DIGITS)) == (128, 256)
 
-    result = run_tool('analysis_tools/benchmark_seg.py', DIGITS, '--shape', '64', '128', '--num-images', '2',
-                      '--num-warmup', '0', '--repeat-times', '2', '--device', 'cpu',
+    result = run_tool('analysis_tools/benchmark_seg.py', DIGITS, '--shape', '64', '128',
+                      '--num-images', '2', '--num-warmup', '0', '--repeat-times', '2',
+                      '--device', 'cpu',
                       '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}/none',
                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

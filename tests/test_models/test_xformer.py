@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -34,6 +35,7 @@ def test_out_indices_int_negative_and_order():
     assert len(XFormer(out_indices=(2, 3, 4)).stages) == 5
 
 
+@pytest.mark.needs('mmpretrain')
 def test_classifier_parameters_match_the_paper():
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
@@ -125,17 +127,53 @@ def test_custom_arch_dict():
         XFormer(dict(arch, depths=[0, 2, 4, 3]))
 
 
+XXS = XFormer.arch_settings['xxsmall']
+
+
 @pytest.mark.parametrize('kwargs,message', [
     (dict(arch='large'), r"Unknown XFormer arch 'large'; choose one of \['small', 'xsmall'"),
     (dict(out_indices=(2, 6)), r'outside \[-6, 5\]'),
     (dict(out_indices=-7), r'outside \[-6, 5\]'),
     (dict(out_indices=()), 'non-empty'),
+    (dict(out_indices=(2, 2, 3)), r'names stage 2 more than once \(as 2, 2;'),
+    (dict(out_indices=(-1, 5)), r'names stage 5 more than once \(as -1, 5; negative indices'),
+    (dict(out_indices=True), r'an int or a non-empty sequence of ints, got True \(bool\)'),
+    (dict(out_indices=(2, False)), r'sequence of ints, got \(2, False\)'),
+    (dict(out_indices='2'), r"sequence of ints, got '2' \(str\)"),
     (dict(frozen_stages=7), r'frozen_stages must be in range\(-1, 7\)'),
     (dict(frozen_stages=-2), r'frozen_stages must be in range\(-1, 7\)'),
+    (dict(frozen_stages=True), r'frozen_stages must be in range\(-1, 7\), an int .* got True'),
+    (dict(arch=dict(XXS, chanels=[16] * 5)),
+     r"unknown keys \['chanels'\]; did you mean 'channels' for 'chanels'\?"),
+    (dict(arch=dict(XXS, channels=32)),
+     r"arch\['channels'\] must be a list with one value per stage, got 32"),
+    (dict(arch=dict(XXS, depths=3)), r"arch\['depths'\] must be a list"),
+    (dict(arch=dict(XXS, channels=[16, 24, -48, 64, 80])),
+     r"arch\['channels'\] must be at least 1, got -48"),
+    (dict(arch=dict(XXS, stem_channels=0)), r"arch\['stem_channels'\] must be at least 1, got 0"),
+    (dict(arch=dict(XXS, last_channels=-320)), r"arch\['last_channels'\] must be at least 1"),
+    (dict(arch=dict(XXS, expand_ratio=2.5)), r"arch\['expand_ratio'\] must be an int, got 2.5"),
+    (dict(arch=dict(XXS, depths=[0, 1, 2, 4, 3])),
+     r'Stage 1 .* \(0, 1, 0\): an XF block needs all three non-zero'),
+    (dict(arch=dict(XXS, **{key: [] for key in
+                            ('channels', 'num_blocks', 'strides', 'embed_dims', 'depths',
+                             'mlp_ratios')})), 'one stage at least'),
+    (dict(drop_path_rate=1.0), r'drop_path_rate must be a number in \[0, 1\).*got 1.0'),
+    (dict(drop_path_rate=-0.1), r'drop_path_rate must be a number in \[0, 1\)'),
+    (dict(drop_path_rate='0.1'), r"drop_path_rate must be a number in \[0, 1\).*got '0.1'"),
+    (dict(patch_size=0), 'patch_size must be at least 1, got 0'),
+    (dict(patch_size=-2), 'patch_size must be at least 1, got -2'),
+    (dict(norm_cfg=dict(type='BNN')), r"Unknown norm_cfg type 'BNN' .*e.g. 'BN', 'SyncBN'"),
+    (dict(norm_cfg='BN'), r"norm_cfg must be None or a dict with a 'type', got 'BN'"),
+    (dict(in_channels=0), 'in_channels must be at least 1, got 0'),
+    (dict(in_channels=True), r'in_channels must be an int, got True \(bool\)'),
+    (dict(in_channels=3.0), r'in_channels must be an int, got 3.0 \(float\)'),
+    (dict(deploy=True, norm_cfg=dict(type='GN', num_groups=8)),
+     r'deploy=True needs a BatchNorm norm_cfg'),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        XFormer(**kwargs)
+        XFormer(**dict(dict(arch='xxsmall'), **kwargs))
 
 
 def test_bad_inputs():
@@ -144,3 +182,88 @@ def test_bad_inputs():
         model(torch.rand(1, 1, 64, 64))
     with pytest.raises(ValueError, match=r'at least 32x32 pixels.*\(31, 64\)'):
         model(torch.rand(1, 3, 31, 64))
+
+
+@pytest.mark.parametrize('inputs,message', [
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+     r'expects a float32, float16 or bfloat16 tensor of shape \(B, 3, H, W\) \(its weights are '
+     r'torch.float32\), got torch.uint8: scale the images to float'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.float64), r'got torch.float64: convert it with .float'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.int64), 'got torch.int64: scale the images to float'),
+    ([torch.zeros(3, 64, 64)], 'got a list: stack the images into one tensor'),
+    (np.zeros((1, 3, 64, 64), np.float32), 'got a numpy.ndarray: convert it with torch.as_tensor'),
+])
+def test_inputs_of_the_wrong_type_or_dtype(inputs, message):
+    with pytest.raises(TypeError, match=message):
+        XFormer('xxsmall').eval()(inputs)
+
+
+def test_inputs_of_the_weights_dtype_are_taken():
+    model = XFormer('xxsmall', out_indices=(2, )).double().eval()
+    assert model(torch.rand(1, 3, 32, 32, dtype=torch.float64))[0].dtype == torch.float64
+
+
+def randomise_batch_norms(model):
+    """BN statistics and affine parameters far from the identity, so that folding them matters."""
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+def test_switch_to_deploy_folds_bn_in_place_with_the_same_outputs():
+    model = randomise_batch_norms(XFormer('xxsmall', out_indices=(3, 4, 5))).eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        folded = model(x)
+    assert model.deploy
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    assert model.stem.conv.bias is not None
+    for out, ref in zip(folded, expected):
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.switch_to_deploy()  # a second call changes nothing
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_deploy_true_builds_the_folded_structure():
+    folded = randomise_batch_norms(XFormer('xxsmall', out_indices=(3, 4, 5))).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = folded(x)
+    folded.switch_to_deploy()
+    deployed = XFormer('xxsmall', out_indices=(3, 4, 5), deploy=True).eval()
+    assert not any(isinstance(m, _BatchNorm) for m in deployed.modules())
+    deployed.load_state_dict(folded.state_dict(), strict=True)  # the same keys and shapes
+    with torch.no_grad():
+        for out, ref in zip(deployed(x), expected):
+            torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+
+
+def test_switch_to_deploy_needs_batch_norm():
+    model = XFormer('xxsmall', norm_cfg=dict(type='GN', num_groups=8))
+    with pytest.raises(ValueError, match=r"folds BatchNorm .*norm_cfg=\{'type': 'GN'"):
+        model.switch_to_deploy()
+    assert not model.deploy
+
+
+def test_a_deployed_backbone_trains_as_mobileone_does():
+    """train() sets the training mode; the biased convs learn; frozen stages stay frozen; with no
+    BN left, the training-mode forward is the eval one (no drop path here)."""
+    model = XFormer('xxsmall', out_indices=(4, ), frozen_stages=1)
+    model.switch_to_deploy()
+    assert model.train() is model and model.training
+    assert not model.stem.training and not model.stages[0].training
+    frozen = [*model.stem.parameters(), *model.stages[0].parameters()]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(out, model.eval()(x)[0])
+    out.mean().backward()
+    assert model.stages[1][0].expand.conv.bias.grad is not None

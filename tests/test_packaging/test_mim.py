@@ -97,8 +97,9 @@ def served(tmp_path):
 
 def test_mim_download_fetches_a_published_checkpoint(installed, served, tmp_path):
     """What `mim download` does once a checkpoint is published: the release file of a real model
-    (tools/model_converters/publish_model.py) is served, a copy of the installed package gets the Weights entry
-    the metafile would then have, and mim fetches the checkpoint and dumps the config."""
+    (tools/model_converters/publish_model.py) is served, a copy of the installed package gets the
+    Weights entry the metafile would then have, and mim fetches the checkpoint and dumps the
+    config."""
     name = 'xformer_yolov3_digits'
     model = build_model(load_config(osp.join(ROOT, MODELS[name]['Config'])))
     torch.save(dict(state_dict=model.state_dict(), meta=dict(seed=0)), tmp_path / 'epoch_4.pth')

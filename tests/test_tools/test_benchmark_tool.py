@@ -1,4 +1,4 @@
-"""tools/analysis_tools/benchmark.py: the goals of docs/benchmark.md and glibc's allocator setting."""
+"""tools/analysis_tools/benchmark.py: the goals of docs/benchmark.md, glibc's allocator setting."""
 import pytest
 
 from mmxformer.utils import benchmark as bm

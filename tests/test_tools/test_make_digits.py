@@ -1,4 +1,3 @@
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -47,3 +46,63 @@ def test_defaults_go_to_the_repository_data_dir(make_digits):
 def test_bad_command_lines(make_digits, argv):
     with pytest.raises(SystemExit):
         make_digits.parse_args(argv)
+
+
+def dead_pid():
+    import subprocess
+    import sys
+    process = subprocess.Popen([sys.executable, '-c', 'pass'])
+    process.wait()
+    return process.pid
+
+
+TINY = ['--num-train', '2', '--num-val', '1']
+
+
+def test_force_never_replaces_a_directory_the_tool_did_not_make(make_digits, tmp_path):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / 'thesis.tex').write_text('keep')
+    with pytest.raises(FileExistsError, match='holds no set made by this tool') as error:
+        make_digits.main(['det', '--out', str(out), '--force', *TINY])
+    assert '--force' not in str(error.value) and 'force=True' not in str(error.value)
+    assert [p.name for p in out.iterdir()] == ['thesis.tex']
+
+
+def test_force_replaces_a_set_the_tool_made(make_digits, tmp_path):
+    out = tmp_path / 'set'
+    make_digits.main(['cls', '--out', str(out), *TINY])
+    with pytest.raises(FileExistsError, match='other arguments.*--force'):
+        make_digits.main(['cls', '--out', str(out), *TINY, '--seed', '1'])
+    make_digits.main(['cls', '--out', str(out), *TINY, '--seed', '1', '--force'])
+    assert read_manifest(out)['args']['seed'] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ['set']
+
+
+def test_what_killed_runs_left_is_cleaned_up(make_digits, tmp_path):
+    import os
+    import shutil
+    out = tmp_path / 'digits_cls'
+    make_digits.main(['cls', '--out', str(out), *TINY])
+    dead = dead_pid()
+    tmp = tmp_path / f'.digits_cls.tmp-{dead}-0123abcd'
+    tmp.mkdir()
+    (tmp / 'half.png').write_bytes(b'')
+    shutil.copytree(out, tmp_path / f'.digits_cls.old-{dead}')  # the set it was replacing
+    running = tmp_path / f'.digits_cls.tmp-{os.getpid()}-89abcdef'  # a run still going
+    other = tmp_path / f'.digits_det.tmp-{dead}-0123abcd'  # another set's
+    for path in (running, other):
+        path.mkdir()
+    make_digits.main(['cls', '--out', str(out), *TINY])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [running.name, other.name, 'digits_cls'])
+
+
+def test_set_a_killed_run_had_moved_aside_is_put_back(make_digits, tmp_path):
+    out = tmp_path / 'digits_cls'
+    make_digits.main(['cls', '--out', str(out), *TINY])
+    stamp = (out / 'digits_manifest.json').stat().st_mtime_ns
+    out.rename(tmp_path / f'.digits_cls.old-{dead_pid()}')  # killed between its two renames
+    make_digits.main(['cls', '--out', str(out), *TINY])
+    assert [p.name for p in tmp_path.iterdir()] == ['digits_cls']
+    assert (out / 'digits_manifest.json').stat().st_mtime_ns == stamp  # put back, not rewritten

@@ -56,3 +56,42 @@ def test_train_iteration_times_of_two_detectors(channels_last, monkeypatch):
                    and p.shape[-1] == 3]
         assert weights and all(
             w.is_contiguous(memory_format=torch.channels_last) == channels_last for w in weights)
+
+
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'executorch'])
+def test_run_in_another_runtime_in_fp32_and_int8(runtime, monkeypatch):
+    if runtime == 'executorch':
+        pytest.importorskip('executorch.exir', reason='ExecuTorch is not installed '
+                            "(pip install -e '.[deploy]')")
+    from mmxformer.models import XFormer
+    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer('xxsmall'))  # fast to export
+    records = bm.run(['xformer-s'], [(64, 64)], modes=bm.PRECISIONS, repeats=2, warmup=1,
+                     runtime=runtime, log=lambda *_: None)
+    assert [(r['mode'], r['runtime']) for r in records] == [('fp32', runtime), ('int8', runtime)]
+    assert all(r['latency']['n'] == 2 and r['latency']['min'] > 0 for r in records)
+    assert all('memory_mib' not in r for r in records)  # measured for torch only
+    json.dumps(records)
+
+
+def test_run_refuses_modes_of_another_runtime():
+    with pytest.raises(ValueError, match='modes .*fp32'):
+        bm.run(['xformer-s'], [(64, 64)], modes=('plain', ), runtime='executorch')
+    with pytest.raises(ValueError, match='Unknown runtime'):
+        bm.modes_of('tflite')
+
+
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'executorch'])
+def test_the_timed_program_computes_the_backbone(runtime, monkeypatch):
+    if runtime == 'executorch':
+        pytest.importorskip('executorch.exir', reason='ExecuTorch is not installed')
+    from mmxformer.models import XFormer
+    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer('xxsmall', out_indices=(3, 4)))
+    x = torch.rand(1, 3, 64, 64)
+    torch.manual_seed(1)
+    got = bm.build_runtime_run('xformer-s', runtime, 'fp32', x)()
+    torch.manual_seed(1)  # the same initial weights
+    with torch.no_grad():
+        want = bm.build('xformer-s', 'plain')(x)
+    assert len(got) == len(want) == 2  # every output of the backbone
+    for g, w in zip(got, want):
+        torch.testing.assert_close(torch.as_tensor(g), w, rtol=0, atol=1e-4)

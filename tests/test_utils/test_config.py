@@ -27,3 +27,27 @@ def test_config_given_as_a_path():
 def test_missing_config_is_named(path, message):
     with pytest.raises(FileNotFoundError, match=message):
         load_config(path)
+
+
+DIGITS = osp.join(ROOT, 'configs', 'xformer_yolov3_digits.py')
+
+
+def test_misspelt_cfg_option_is_refused_with_a_suggestion():
+    with pytest.raises(ValueError, match=r"'modle' \(did you mean 'model'\?\) is not a key"):
+        load_config(DIGITS, {'modle.backbone.arch': 'xxsmall'})
+
+
+def test_cfg_options_of_the_config_and_the_runner_are_merged():
+    cfg = load_config(DIGITS, {'model.backbone.arch': 'xxsmall', 'experiment_name': 'x',
+                               'sync_bn': 'torch'})
+    assert cfg.model.backbone.arch == 'xxsmall' and cfg.experiment_name == 'x'
+    assert cfg.sync_bn == 'torch'
+
+
+def test_syntax_error_in_a_base_config_names_the_file(tmp_path):
+    base = tmp_path / 'base.py'
+    base.write_text("default_scope = 'mmdet'\nmodel = dict(\n")
+    (tmp_path / 'top.py').write_text("_base_ = ['./base.py']\nwork_dir = 'w'\n")
+    with pytest.raises(SyntaxError, match=rf'{base}, line 2: .*never closed') as error:
+        load_config(str(tmp_path / 'top.py'))
+    assert (error.value.filename, error.value.lineno) == (str(base), 2)

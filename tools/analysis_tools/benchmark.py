@@ -6,6 +6,7 @@ skeleton, MobileViT-S and MobileNetV2, batch 1, measured side by side in one run
                               [--device cpu|cuda] [--amp bf16] [--threads N] [--no-memory]
                               [--keep-freed-memory]
                               [--max-attn-gib 4] [--out-dir work_dirs/benchmark]
+                              [--runtime torch|onnxruntime|executorch]
     python tools/analysis_tools/benchmark.py --train CONFIG [CONFIG ...] [--batch-size 8] [--repeats 5]
                               [--channels-last]
 
@@ -13,6 +14,9 @@ It prints markdown tables (ratios against XFormer-S) and the goals of docs/bench
 ``benchmark_<device>[_bf16].json`` and a log-log plot ``.png`` into ``--out-dir``. Heavy: on a
 shared CPU wrap it in ``flock /tmp/mmxformer-cpu.lock``. With ``--train`` it times one training
 iteration of the detectors of mmdet configs instead (the first config's time over each one's).
+With ``--runtime onnxruntime`` or ``executorch`` (XNNPACK) every model is exported at every size
+and timed in that runtime, in the modes ``fp32`` and ``int8`` (latency only; see
+mmxformer/utils/benchmark.py for how each is exported and quantized).
 """
 import argparse
 import json
@@ -59,6 +63,8 @@ GOALS_1024 = [
     ('MobileViT-S / XFormer-S latency', 'mobilevit-s', bm.BASELINE, 'latency', (256, 256), '>=', 1.3),
 ]
 
+#: Sizes at which int8 is to be 1.5x as fast as fp32 (docs/deployment.md).
+INT8_SPEEDUP_SIZES = [(256, 256), (1024, 1024)]
 
 
 def check_goals(records, modes, statistic='median'):
@@ -70,6 +76,11 @@ def check_goals(records, modes, statistic='median'):
                       bm.lookup(records, den_mode, den, size, what, statistic))
 
     rows = []
+    if set(bm.PRECISIONS) <= set(modes):  # another runtime: what int8 gains over fp32
+        for size in INT8_SPEEDUP_SIZES:
+            rows.append(('both', f'XFormer-S fp32 / int8 latency at {bm.size_name(size)}',
+                         ratio(bm.BASELINE, bm.BASELINE, 'latency', size, 'fp32', 'int8'), '>=',
+                         1.5))
     for mode in modes:
         for text, num, den, what, size, op, target in GOALS_1024:
             rows.append((mode, f'{text} at {bm.size_name(size)}', ratio(num, den, what, size, mode,
@@ -116,9 +127,13 @@ def parse_args(argv=None):
                         help='input sizes: N for NxN or HxW (default 256 512 768 1024 1024x2048)')
     parser.add_argument('--models', nargs='+', default=list(bm.MODELS), choices=list(bm.MODELS),
                         help='models to compare (default: all)')
-    parser.add_argument('--modes', nargs='+', default=list(bm.MODES), choices=bm.MODES,
-                        help='plain: eval forward under no_grad; deploy: BN folded, '
-                        'channels-last, inference_mode (default: both)')
+    parser.add_argument('--runtime', default='torch', choices=bm.RUNTIMES,
+                        help='torch (default), or the model exported to onnxruntime or to '
+                        'ExecuTorch (XNNPACK), timed there in fp32 and int8')
+    parser.add_argument('--modes', nargs='+', choices=bm.MODES + bm.PRECISIONS,
+                        help='torch: plain (eval forward under no_grad), deploy (BN folded, '
+                        'channels-last, inference_mode); onnxruntime, executorch: fp32, int8 '
+                        '(default: both of the runtime\'s)')
     parser.add_argument('--repeats', type=int, default=10, help='timed rounds (default 10)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs first (default 2)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N] (default cpu)')
@@ -140,6 +155,14 @@ def parse_args(argv=None):
                         help='with --train: every model in channels-last (default: NCHW); see '
                         'docs/benchmark.md before training that way')
     args = parser.parse_args(argv)
+    runtime_modes = bm.modes_of(args.runtime)
+    args.modes = args.modes or list(runtime_modes)
+    if not set(args.modes) <= set(runtime_modes):
+        parser.error(f'--runtime {args.runtime} is measured in the modes {list(runtime_modes)}, '
+                     f'not {args.modes}')
+    if args.runtime != 'torch' and (args.device != 'cpu' or args.amp):
+        parser.error(f'--runtime {args.runtime} runs on the CPU in fp32/int8: drop --device '
+                     'and --amp')
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be at least 1 and --warmup at least 0')
     try:
@@ -157,10 +180,18 @@ def environment(args):
     device = (torch.cuda.get_device_name(args.device)
               if args.device.startswith('cuda') else _cpu_name())
     return dict(device=device, device_type=args.device, torch=torch.__version__,
+                runtime=args.runtime, runtime_version=runtime_version(args.runtime),
                 threads=torch.get_num_threads(), amp=args.amp or 'fp32',
                 keep_freed_memory=args.keep_freed_memory,
                 python=sys.version.split()[0],
                 date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+
+
+def runtime_version(runtime):
+    if runtime == 'torch':
+        return torch.__version__
+    from importlib.metadata import version
+    return version(runtime)
 
 
 def _cpu_name():
@@ -211,12 +242,14 @@ def main(argv=None):
     if args.train:
         return main_train(args)
     env = environment(args)
-    print(f'{env["device"]}; torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
-          f'batch 1, keep_freed_memory={args.keep_freed_memory}\n'
-          f'memory: {bm.memory_method(args.device)}')
+    memory = bm.memory_method(args.device) if args.runtime == 'torch' else 'not measured'
+    print(f'{env["device"]}; {args.runtime} {env["runtime_version"]}, torch {env["torch"]}, '
+          f'{env["threads"]} threads, {env["amp"]}, batch 1, '
+          f'keep_freed_memory={args.keep_freed_memory}\nmemory: {memory}')
     load = busy_warning()
     records = bm.run(args.models, args.sizes, args.modes, args.repeats, args.warmup, args.device,
-                     args.amp, args.max_attn_gib, not args.no_memory, args.threads)
+                     args.amp, args.max_attn_gib, not args.no_memory, args.threads,
+                     runtime=args.runtime)
     env['load_average'] = [load, busy_warning()]
     goals = check_goals(records, args.modes)
     goals_min = check_goals(records, args.modes, 'min')
@@ -224,7 +257,8 @@ def main(argv=None):
     print('\n' + format_goals(goals, goals_min))
 
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}'
+    runtime = '' if args.runtime == 'torch' else f'_{args.runtime}'
+    stem = osp.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}{runtime}'
                     f'{"_bf16" if args.amp else ""}{"_keep" if args.keep_freed_memory else ""}')
     result = dict(environment=env, memory_method=bm.memory_method(args.device),
                   repeats=args.repeats, warmup=args.warmup, records=records,
@@ -235,7 +269,8 @@ def main(argv=None):
                   ])
     write_atomically(f'{stem}.json', json.dumps(result, indent=1))
     bm.plot(records, args.modes, f'{stem}.png',
-            f'{env["device"]}, torch {env["torch"]}, {env["threads"]} threads, {env["amp"]}, '
+            f'{env["device"]}, {args.runtime} {env["runtime_version"]}, {env["threads"]} threads, '
+            f'{env["amp"]}, '
             f'batch 1{", keep_freed_memory" if args.keep_freed_memory else ""}')
     print(f'\nwrote {stem}.json and {stem}.png')
 

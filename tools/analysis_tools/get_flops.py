@@ -9,7 +9,7 @@ import argparse
 from mmengine.config import DictAction
 
 from mmxformer.utils.complexity import complexity
-from mmxformer.utils.config import build_model, load_config
+from mmxformer.utils.config import build_model, check_shape, load_config
 
 
 def main(argv=None):
@@ -23,7 +23,12 @@ def main(argv=None):
     if len(args.shape) not in (1, 2):
         parser.error('--shape takes H W, or one number for a square input')
     shape = tuple(args.shape) * (3 - len(args.shape))
-    model = build_model(load_config(args.config, args.cfg_options))
+    cfg = load_config(args.config, args.cfg_options)
+    try:
+        check_shape(cfg, shape)
+    except ValueError as error:
+        parser.error(str(error))
+    model = build_model(cfg)
     params, flops = complexity(model, shape)
     print(f'Config: {args.config}')
     print(f'Input shape: {shape[0]}x{shape[1]} (HxW)')

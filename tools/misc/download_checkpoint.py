@@ -18,8 +18,9 @@ def parse_args(argv=None):
     parser.add_argument('name_or_url', help='a model name of model-index.yml, or an http(s) URL')
     parser.add_argument(
         '--sha256',
-        help='the expected SHA-256 (or its first 8+ hex digits); needed unless the index gives '
-        'it or the file name ends with -<8 hex>.pth')
+        help='the expected SHA-256 (over https, its first 8+ hex digits are enough); needed '
+        'unless the index or a #sha256=HEX after the URL gives it, or (https only) the file name '
+        'ends with -<8 hex>.pth')
     parser.add_argument('--out', help='directory to download into (default: the cache)')
     parser.add_argument('--timeout', type=float, default=30., help='seconds (default: 30)')
     parser.add_argument('--index', help="model-index.yml to resolve names (default: the package's)")

@@ -10,7 +10,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${VENV:-$root/.venv}
 py=$venv/bin/python
 stamp=$venv/.mmxformer-installed
-reqs=("$root/requirements/runtime.txt" "$root/requirements/tests.txt" "$root/setup.py")
+reqs=("$root/requirements/runtime.txt" "$root/requirements/tests.txt"
+      "$root/requirements/deploy.txt" "$root/requirements/mmdeploy.txt" "$root/setup.py")
 
 if [ -f "$stamp" ] && [ -z "$(find "${reqs[@]}" -newer "$stamp")" ]; then
     exit 0
@@ -37,6 +38,14 @@ else
     "${pip[@]}" -r "$root/requirements/runtime.txt"
 fi
 "${pip[@]}" -r "$root/requirements/tests.txt"
+# The deployment extra (ExecuTorch, torchao, ...), pinned to versions that keep our torch: the
+# constraint makes pip fail rather than replace it.
+"${pip[@]}" -r "$root/requirements/deploy.txt" \
+    -c <("$py" -c "import torch; print('torch==' + torch.__version__.split('+')[0])")
+# mmdeploy 1.3.1 declares protobuf<=3.20.2, which would downgrade onnx below what onnxruntime
+# needs; its code never imports protobuf, so it goes in without dependency resolution
+# (requirements/mmdeploy.txt lists the few packages it imports that the stack lacks).
+"${pip[@]}" --no-deps -r "$root/requirements/mmdeploy.txt"
 "${pip[@]}" --no-deps --no-build-isolation -e "$root"
 
 # An isolated or failed build yields mmcv without its compiled ops; refuse to go on with it.

@@ -6,10 +6,12 @@
 
 det: COCO layout in data/digits_det; seg: Cityscapes layout in data/digits_seg; cls: class folders
 in data/digits_cls (data/ of the repository). With `all`, --out is the parent of the three.
-Running again with the same arguments does nothing; other arguments need --force to replace a set.
+Running again with the same arguments does nothing; other arguments need --force to replace a set
+that this tool made. A directory that holds anything else is never replaced.
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmxformer.digits import make_digits_cls, make_digits_det, make_digits_seg
 
@@ -36,7 +38,8 @@ def parse_args(argv=None):
     parser.add_argument('--num-digits', type=int, nargs=2, metavar=('MIN', 'MAX'),
                         help='least and most digits per image (det 1 4, seg 1 5; not cls)')
     parser.add_argument('--force', action='store_true',
-                        help='replace an existing set made with other arguments')
+                        help='replace a set that this tool made with other arguments (never '
+                        'a directory without its manifest)')
     args = parser.parse_args(argv)
     if args.image_size is not None and len(args.image_size) > 2:
         parser.error('--image-size takes H W, or one side for a square')
@@ -69,4 +72,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except FileExistsError as error:
+        sys.exit(f'error: {error}')

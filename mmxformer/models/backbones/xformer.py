@@ -1,18 +1,32 @@
 """XFormer backbone: MobileNetV3 blocks for the high-resolution stages, XF blocks (MobileViT
 blocks with Cross Feature Attention) for the low-resolution ones."""
-from typing import Sequence
+import difflib
+import numbers
+from collections.abc import Sequence
 
-from mmcv.cnn import ConvModule
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule, fuse_conv_bn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList, Sequential
+from mmengine.model.weight_init import update_init_info
+from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmxformer.registry import MODELS
-from mmxformer.utils.state_dict import check_pretrained_init
+from mmxformer.utils.state_dict import load_pretrained, pretrained_init_cfgs
 from ..layers import MV3Block, XFBlock
 
-ARCH_KEYS = ('stem_channels', 'channels', 'num_blocks', 'strides', 'embed_dims', 'depths',
-             'mlp_ratios', 'expand_ratio', 'qkv_dims', 'num_heads', 'last_channels')
-STAGE_KEYS = ('channels', 'num_blocks', 'strides', 'embed_dims', 'depths', 'mlp_ratios')
+# The smallest value of each key of an arch dict: the per-stage lists (STAGE_KEYS), then the
+# scalars. embed_dims, depths and mlp_ratios are 0 in the stages without an XF block.
+STAGE_MINIMA = dict(channels=1, num_blocks=1, strides=1, embed_dims=0, depths=0, mlp_ratios=0)
+SCALAR_MINIMA = dict(stem_channels=1, expand_ratio=1, qkv_dims=1, num_heads=1, last_channels=1)
+STAGE_KEYS = tuple(STAGE_MINIMA)
+ARCH_KEYS = ('stem_channels', *STAGE_KEYS, 'expand_ratio', 'qkv_dims', 'num_heads',
+             'last_channels')
+#: The dtypes of the inputs XFormer takes besides that of its weights (float16 and bfloat16 for
+#: autocast, which casts them where needed).
+INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @MODELS.register_module()
@@ -48,9 +62,27 @@ class XFormer(BaseModule):
         conv_cfg (dict, optional): Config of the conv layers. Defaults to None (Conv2d).
         norm_cfg (dict): Config of the norm layers after the convs. Defaults to BN.
         act_cfg (dict): Config of the activations after the convs. Defaults to SiLU.
+        deploy (bool): Build the structure of :meth:`switch_to_deploy`: every conv that BN
+            follows has a bias and no BN, so that a checkpoint converted by it (mmpretrain's
+            ``tools/model_converters/reparameterize_model.py``) loads. Needs a BatchNorm
+            ``norm_cfg``. Defaults to False.
         init_cfg (dict | list[dict], optional): Initialization config. Use
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` to load the backbone
-            of a classifier. Defaults to Kaiming for convs and constants for norms.
+            of a classifier: mmxformer loads it (with its safe loader), however the type is
+            spelled, and only when every weight of the backbone is there with its shape and no
+            other key is under the prefix (those of stages it does not build excepted).
+            Defaults to Kaiming for convs and constants for norms.
+
+    Raises:
+        TypeError, ValueError: An argument that cannot work; the message says what to change.
+        PretrainedKeysError: In :meth:`init_weights`, a ``Pretrained`` checkpoint that does not
+            fit.
+
+    A deployed backbone (``deploy=True`` or after :meth:`switch_to_deploy`) still trains, as
+    mmpretrain's MobileOne and RepVGG do: ``train()`` sets the training mode, and the biased
+    convs are trainable like any other (there are no BN statistics left to update; freezing and
+    drop path behave as before). Fine-tune the undeployed model and deploy it afterwards to keep
+    BN during training.
 
     Example:
         >>> import torch
@@ -117,24 +149,38 @@ class XFormer(BaseModule):
                  conv_cfg=None,
                  norm_cfg=dict(type='BN'),
                  act_cfg=dict(type='SiLU'),
+                 deploy=False,
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm', 'LayerNorm'])
                  ]):
         super().__init__(init_cfg)
         self.arch = self.parse_arch(arch)
-        self.in_channels = in_channels
+        self.in_channels = _check_int('in_channels', in_channels, 1)
         self.num_stages = len(self.arch['channels']) + 1  # the final 1x1 conv counts as one
         self.out_indices = self.parse_out_indices(out_indices, self.num_stages)
-        if frozen_stages not in range(-1, self.num_stages + 1):
-            raise ValueError(f'frozen_stages must be in range(-1, {self.num_stages + 1}) '
+        if not _is_int(frozen_stages) or frozen_stages not in range(-1, self.num_stages + 1):
+            raise ValueError(f'frozen_stages must be in range(-1, {self.num_stages + 1}), an int '
                              f'(-1: nothing, 0: the stem, k: stem and k stages), '
-                             f'got {frozen_stages}')
+                             f'got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
+        _check_int('patch_size', patch_size, 1)
+        if (isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, numbers.Real)
+                or not 0 <= drop_path_rate < 1):
+            raise ValueError(f'drop_path_rate must be a number in [0, 1) (the stochastic depth '
+                             f'of the last transformer layer), got {drop_path_rate!r}')
         self.norm_eval = norm_eval
+        self.norm_cfg = norm_cfg
+        folds = _norm_folds(norm_cfg)
+        if deploy and not folds:
+            raise ValueError(f'deploy=True needs a BatchNorm norm_cfg (BN, SyncBN): only '
+                             f'BatchNorm folds into the convs; got norm_cfg={norm_cfg!r}')
+        self.deploy = deploy
         attn_cfg = dict(
             dict(qkv_dims=self.arch['qkv_dims'], num_heads=self.arch['num_heads']), **attn_cfg)
-        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        # deploy: the structure fuse_conv_bn leaves, convs with a bias (ConvModule's 'auto'
+        # without a norm) and no BN, so that the state dicts have the same keys.
+        common = dict(conv_cfg=conv_cfg, norm_cfg=None if deploy else norm_cfg, act_cfg=act_cfg)
 
         arch = self.arch
         self.stem = ConvModule(in_channels, arch['stem_channels'], 3, 2, 1, **common)
@@ -168,7 +214,12 @@ class XFormer(BaseModule):
 
     @classmethod
     def parse_arch(cls, arch):
-        """The arch dict of a name in :attr:`arch_settings`, or a checked custom dict."""
+        """The arch dict of a name in :attr:`arch_settings`, or a checked custom dict.
+
+        Raises:
+            TypeError, ValueError: ``arch`` is not a known name, or a dict with other keys, or
+                values of the wrong type or range.
+        """
         if isinstance(arch, str):
             if arch.lower() not in cls.arch_settings:
                 raise ValueError(f'Unknown XFormer arch {arch!r}; choose one of '
@@ -176,33 +227,104 @@ class XFormer(BaseModule):
             return dict(cls.arch_settings[arch.lower()])
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        unknown = [key for key in arch if key not in ARCH_KEYS]
+        if unknown:
+            hints = {key: difflib.get_close_matches(str(key), ARCH_KEYS, n=1) for key in unknown}
+            meant = ''.join(f'; did you mean {match[0]!r} for {key!r}?'
+                            for key, match in hints.items() if match)
+            raise ValueError(f'Custom XFormer arch has the unknown keys {unknown}{meant} '
+                             f'(it takes {list(ARCH_KEYS)})')
         missing = [key for key in ARCH_KEYS if key not in arch]
         if missing:
             raise ValueError(f'Custom XFormer arch is missing the keys {missing}; '
                              f'it needs {list(ARCH_KEYS)}')
+        for key, minimum in SCALAR_MINIMA.items():
+            _check_int(f'arch[{key!r}]', arch[key], minimum)
+        for key, minimum in STAGE_MINIMA.items():
+            values = arch[key]
+            if not isinstance(values, (list, tuple)):
+                raise TypeError(f'arch[{key!r}] must be a list with one value per stage, got '
+                                f'{values!r}')
+            for value in values:
+                if key == 'mlp_ratios':
+                    _check_number(f'arch[{key!r}]', value, minimum)
+                else:
+                    _check_int(f'arch[{key!r}]', value, minimum)
         lengths = {key: len(arch[key]) for key in STAGE_KEYS}
-        if len(set(lengths.values())) != 1:
+        if len(set(lengths.values())) != 1 or not lengths['channels']:
             raise ValueError(f'The per-stage lists of a custom arch must have the same length, '
-                             f'got {lengths}')
+                             f'one stage at least, got {lengths}')
+        for i, xf_block in enumerate(zip(arch['embed_dims'], arch['depths'],
+                                         arch['mlp_ratios'])):
+            if any(xf_block) and not all(xf_block):
+                raise ValueError(f'Stage {i} of the custom arch has embed_dims, depths and '
+                                 f'mlp_ratios {xf_block}: an XF block needs all three non-zero, '
+                                 'a stage without one has all three 0')
         return dict(arch)
 
     @staticmethod
     def parse_out_indices(out_indices, num_stages):
-        indices = [out_indices] if isinstance(out_indices, int) else out_indices
-        if not isinstance(indices, Sequence) or not indices:
+        """``out_indices`` as a sorted tuple of stage numbers in ``range(num_stages)``.
+
+        Raises:
+            TypeError, ValueError: Not an int or a non-empty sequence of ints, an index out of
+                range, or a stage named twice.
+        """
+        indices = [out_indices] if _is_int(out_indices) else out_indices
+        if (isinstance(indices, str) or not isinstance(indices, Sequence) or not indices
+                or not all(_is_int(index) for index in indices)):
             raise TypeError(f'out_indices must be an int or a non-empty sequence of ints, '
-                            f'got {out_indices!r}')
+                            f'got {out_indices!r} ({type(out_indices).__name__})')
         for index in indices:
             if index not in range(-num_stages, num_stages):
                 raise ValueError(f'out_indices {out_indices} has {index}, outside '
                                  f'[{-num_stages}, {num_stages - 1}] (stages 0-'
                                  f'{num_stages - 2}, {num_stages - 1} the final conv)')
-        return tuple(sorted(index % num_stages for index in indices))
+        stages = [index % num_stages for index in indices]
+        for stage in stages:
+            if stages.count(stage) > 1:
+                names = ', '.join(str(i) for i in indices if i % num_stages == stage)
+                raise ValueError(f'out_indices {out_indices} names stage {stage} more than once '
+                                 f'(as {names}; negative indices count from the end): name each '
+                                 'output once')
+        return tuple(sorted(stages))
+
+    @property
+    def unbuilt_prefixes(self):
+        """The state-dict prefixes of the stages after the last of ``out_indices``, which this
+        backbone does not build: a checkpoint's weights for them are not needed."""
+        return tuple(f'stages.{i}.' for i in range(len(self.stages), self.num_stages))
 
     def init_weights(self):
-        super().init_weights()
-        # mmengine's Pretrained init loads nothing, quietly, when the keys do not match.
-        check_pretrained_init(self)
+        """Initialise the weights as ``init_cfg`` says.
+
+        Its ``Pretrained`` entries (whatever the spelling of the type: ``'Pretrained'``,
+        ``'mmengine.Pretrained'``, ``PretrainedInit``) are loaded here, last, with
+        :func:`~mmxformer.utils.state_dict.load_pretrained`: through the safe loader, and only
+        when the checkpoint fits (mmengine's own loading is not strict and only logs what does
+        not fit). The stages this backbone does not build may be in the checkpoint.
+
+        Raises:
+            PretrainedKeysError: A ``Pretrained`` checkpoint does not fit; nothing is loaded.
+        """
+        pretrained, others = pretrained_init_cfgs(self.init_cfg)
+        if not pretrained or self.is_init:
+            super().init_weights()
+            return
+        init_cfg, self.init_cfg = self.init_cfg, others
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = init_cfg
+        for cfg in pretrained:
+            if 'checkpoint' not in cfg:
+                raise ValueError(f"A Pretrained init_cfg needs 'checkpoint', got {cfg}")
+            checkpoint, prefix = cfg['checkpoint'], cfg.get('prefix')
+            print_log(f'load {prefix or "the model"} from {checkpoint}', logger='current')
+            load_pretrained(self, checkpoint, prefix, cfg.get('map_location', 'cpu'),
+                            allow_unexpected=self.unbuilt_prefixes)
+            if hasattr(self, '_params_init_info'):  # the log of a model XFormer is part of
+                update_init_info(self, init_info=f'Pretrained: loaded from {checkpoint}')
 
     @property
     def out_channels(self):
@@ -220,6 +342,20 @@ class XFormer(BaseModule):
         return tuple(outs)
 
     def _check_input(self, x):
+        # A few attribute reads: nothing measurable next to the stem conv.
+        expected = f'a float32, float16 or bfloat16 tensor of shape (B, {self.in_channels}, H, W)'
+        if not isinstance(x, torch.Tensor):
+            hint = ('stack the images into one tensor (the data_preprocessor does)'
+                    if isinstance(x, (list, tuple)) else 'convert it with torch.as_tensor')
+            kind = type(x).__qualname__
+            if type(x).__module__ != 'builtins':
+                kind = f'{type(x).__module__}.{kind}'
+            raise TypeError(f'XFormer expects {expected}, got a {kind}: {hint}')
+        if x.dtype not in INPUT_DTYPES and x.dtype != self.stem.conv.weight.dtype:
+            hint = ('scale the images to float (the data_preprocessor does)'
+                    if not x.is_floating_point() else 'convert it with .float()')
+            raise TypeError(f'XFormer expects {expected} (its weights are '
+                            f'{self.stem.conv.weight.dtype}), got {x.dtype}: {hint}')
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'XFormer expects images of shape (B, {self.in_channels}, H, W) '
                              f'(in_channels={self.in_channels}), got {tuple(x.shape)}')
@@ -227,6 +363,25 @@ class XFormer(BaseModule):
             raise ValueError(f'XFormer needs images of at least {self.total_stride}x'
                              f'{self.total_stride} pixels (its total stride), '
                              f'got {tuple(x.shape[2:])}')
+
+    def switch_to_deploy(self):
+        """Fold every BatchNorm into the conv it follows, in place, as mmpretrain's MobileOne
+        and RepVGG do: mmcv's ``fuse_conv_bn``, as :func:`mmxformer.deployment.deploy` runs it.
+
+        Afterwards the backbone has the structure (and state-dict keys) of ``deploy=True``, and
+        in eval mode the same outputs, to float rounding. A second call does nothing.
+
+        Raises:
+            ValueError: ``norm_cfg`` is not a BatchNorm, which does not fold.
+        """
+        if self.deploy:
+            return
+        if not _norm_folds(self.norm_cfg):
+            raise ValueError(f'switch_to_deploy() folds BatchNorm into the convs; this XFormer '
+                             f'has norm_cfg={self.norm_cfg!r}, which does not fold')
+        fuse_conv_bn(self)
+        self._freeze_stages()  # the folded weights are new parameters
+        self.deploy = True
 
     def _freeze_stages(self):
         frozen = [self.stem, *self.stages[:self.frozen_stages]] if self.frozen_stages >= 0 else []
@@ -243,6 +398,52 @@ class XFormer(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_int(name, value, minimum):
+    """``value``, an int of at least ``minimum`` (bools refused: True is not a width)."""
+    if not _is_int(value):
+        raise TypeError(f'{name} must be an int, got {value!r} ({type(value).__name__})')
+    if value < minimum:
+        raise ValueError(f'{name} must be at least {minimum}, got {value}')
+    return value
+
+
+def _check_number(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f'{name} must be a number, got {value!r} ({type(value).__name__})')
+    if value < minimum:
+        raise ValueError(f'{name} must be at least {minimum}, got {value}')
+
+
+def _norm_folds(norm_cfg):
+    """Whether the norm layer of ``norm_cfg`` is a BatchNorm (what ``fuse_conv_bn`` folds).
+
+    The type is looked up as mmcv's ``build_norm_layer`` will, so that an unknown one fails
+    here, by its name, rather than deep in the build.
+
+    Raises:
+        TypeError, ValueError: ``norm_cfg`` is neither None nor a dict with a known ``type``.
+    """
+    if norm_cfg is None:
+        return False
+    if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+        raise TypeError(f"norm_cfg must be None or a dict with a 'type', got {norm_cfg!r}")
+    norm_type = norm_cfg['type']
+    if isinstance(norm_type, type):
+        layer = norm_type
+    else:
+        with MMENGINE_MODELS.switch_scope_and_registry(None) as registry:
+            layer = registry.get(norm_type)
+        if layer is None:
+            raise ValueError(f'Unknown norm_cfg type {norm_type!r} (scope {registry.scope!r}): '
+                             "use a norm layer of mmengine's MODELS, e.g. 'BN', 'SyncBN', 'GN' "
+                             "(with num_groups), 'LN', 'IN'")
+    return isinstance(layer, type) and issubclass(layer, (_BatchNorm, nn.SyncBatchNorm))
 
 
 def _product(values):

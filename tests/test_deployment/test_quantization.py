@@ -1,0 +1,84 @@
+import glob
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmxformer.deployment import quantization as qz
+from mmxformer.deployment.onnx_export import build_onnx_model
+from mmxformer.utils.config import load_config
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CLASSIFIER = 'configs/xformer-xxs_digits.py'
+SEGMENTOR = ('configs/xformer_mlp-decoder_digits.py', {
+    'model.backbone.arch': 'xxsmall',
+    'model.decode_head.in_channels': [24, 48, 64, 80]
+})
+
+
+def classifier_config(data_root):
+    return load_config(osp.join(ROOT, CLASSIFIER),
+                       {'test_dataloader.dataset.data_root': str(data_root)})
+
+
+def test_calibration_inputs_are_the_preprocessed_test_images(tiny_sets):
+    cfg = classifier_config(tiny_sets['cls'])
+    images = qz.calibration_inputs(cfg, 3, (32, 32))
+    assert len(images) == 3 and all(x.shape == (1, 3, 32, 32) for x in images)
+    # the first test image (the set's order: by class folder, then name), through the
+    # preprocessor's mean/std and BGR -> RGB
+    first = sorted(glob.glob(osp.join(tiny_sets['cls'], 'test', '*', '*.png')))[0]
+    rgb = torch.from_numpy(np.asarray(Image.open(first).convert('RGB'), dtype=np.float32))
+    pre = cfg.data_preprocessor
+    want = (rgb - torch.tensor(pre.mean)) / torch.tensor(pre.std)
+    torch.testing.assert_close(images[0][0].permute(1, 2, 0), want, rtol=0, atol=1e-4)
+    assert not torch.equal(images[0], images[1])
+
+    with pytest.raises(ValueError, match='has 10; ask for fewer'):
+        qz.calibration_inputs(cfg, 11, (32, 32))
+
+
+def test_calibration_inputs_are_resized_to_the_export_shape(tiny_sets):
+    path, options = SEGMENTOR
+    cfg = load_config(osp.join(ROOT, path),
+                      {**options, 'test_dataloader.dataset.data_root': str(tiny_sets['seg'])})
+    images = qz.calibration_inputs(cfg, 2, (64, 96))
+    assert [tuple(x.shape) for x in images] == [(1, 3, 64, 96)] * 2
+
+
+def test_agreement_counts_the_same_predictions():
+    model = build_onnx_model(load_config(osp.join(ROOT, CLASSIFIER)))
+    inputs = [torch.randn(1, 3, 32, 32) for _ in range(4)]
+    same = qz.agreement(model, lambda x: list(model(x)), inputs, 'mmpretrain')
+    assert same == {'images': 4, 'top1_agreement': 1., 'sqnr_db': float('inf')}
+
+    def other_class(x):
+        logits = model(x)[0]
+        return [logits + 100 * torch.nn.functional.one_hot(
+            (logits.argmax(1) + 1) % logits.shape[1], logits.shape[1])]
+
+    other = qz.agreement(model, other_class, inputs, 'mmpretrain')
+    assert other['top1_agreement'] == 0. and other['sqnr_db'] < 0
+
+
+def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
+    import onnxruntime as ort
+    cfg = classifier_config(tiny_sets['cls'])
+    out = tmp_path / 'int8.onnx'
+    record = qz.export_onnx_int8(cfg, str(out), (32, 32), calib_images=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['int8.onnx']  # no leftovers
+    assert record['bytes'] == out.stat().st_size < 0.5 * record['fp32_bytes']
+    assert record['agreement']['images'] == 4
+    assert 0 <= record['agreement']['top1_agreement'] <= 1
+
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    ops = {node.op_type for node in __import__('onnx').load(str(out)).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    x = qz.calibration_inputs(cfg, 1, (32, 32))[0]
+    got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])
+    with torch.no_grad():
+        want = build_onnx_model(cfg)(x)[0]
+    # int8 noise, not another function: the logits stay close to the fp32 ones
+    assert float(((got - want)**2).sum() / (want**2).sum()) < 0.1
