@@ -7,6 +7,7 @@ its message hub (``HistoryBuffer`` objects with numpy arrays and scalars), so a 
 more globals: :func:`install_safe_globals` (run by ``import mmxformer``) adds exactly those to
 torch's allow-list.
 """
+import os
 import pickle
 
 import numpy as np
@@ -102,7 +103,7 @@ def load_checkpoint_safely(file, map_location='cpu', source=None):
     or an image is named for what it is rather than reported as an unpickling failure.
 
     Args:
-        file (str | file-like): A local checkpoint file, or a binary file object.
+        file (str | os.PathLike | file-like): A local checkpoint file, or a binary file object.
         map_location (str | torch.device | dict | callable): As in :func:`torch.load`.
             Defaults to 'cpu'.
         source (str, optional): What the messages call the file (e.g. its URL). Defaults to
@@ -117,6 +118,8 @@ def load_checkpoint_safely(file, map_location='cpu', source=None):
         UnsafeCheckpointError: Unpickling needs a global outside the allow-list (the file may be
             malicious, or come from an incompatible version). What was refused never ran.
     """
+    if isinstance(file, os.PathLike):
+        file = os.fspath(file)
     source = source or (file if isinstance(file, str) else getattr(file, 'name', repr(file)))
     _check_format(file, source)
     install_safe_globals()
