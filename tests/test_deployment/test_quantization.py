@@ -66,8 +66,12 @@ def test_agreement_counts_the_same_predictions():
 def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
     import onnxruntime as ort
     cfg = classifier_config(tiny_sets['cls'])
+    # the same weights for the export and the reference: a checkpoint outside tmp_path
+    checkpoint = tmp_path.parent / f'{tmp_path.name}_weights.pth'
+    torch.save(dict(state_dict=build_onnx_model(cfg).model.state_dict()), checkpoint)
     out = tmp_path / 'int8.onnx'
-    record = qz.export_onnx_int8(cfg, str(out), (32, 32), calib_images=4)
+    record = qz.export_onnx_int8(cfg, str(out), (32, 32), checkpoint=str(checkpoint),
+                                 calib_images=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['int8.onnx']  # no leftovers
     # int8 weights; the per-channel scales, the float LayerNorms and the graph stay: 0.52 measured
     assert record['bytes'] == out.stat().st_size < 0.6 * record['fp32_bytes']
@@ -79,6 +83,6 @@ def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
     x = qz.calibration_inputs(cfg, 1, (32, 32))[0]
     got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])
     with torch.no_grad():
-        want = build_onnx_model(cfg)(x)[0]
+        want = build_onnx_model(cfg, str(checkpoint))(x)[0]
     # int8 noise, not another function: the logits stay close to the fp32 ones
     assert float(((got - want)**2).sum() / (want**2).sum()) < 0.1
