@@ -105,3 +105,30 @@ def run_tool():
                               capture_output=True, text=True, timeout=timeout, env=env)
 
     return run
+
+
+def digits_options(task, root):
+    """``--cfg-options`` (a dict) that point a digits config's train, val and test data at a set
+    in ``root`` (one of :func:`tiny_sets`): the detection config's training set is wrapped in a
+    ``RepeatDataset``, and its evaluators read the set's annotations."""
+    root = str(root)
+    if task == 'det':
+        ann = f'{root}/annotations/instances_val2017.json'
+        return {'train_dataloader.dataset.dataset.data_root': root,
+                'val_dataloader.dataset.data_root': root,
+                'test_dataloader.dataset.data_root': root,
+                'val_evaluator.ann_file': ann, 'test_evaluator.ann_file': ann}
+    return {f'{split}_dataloader.dataset.data_root': root for split in ('train', 'val', 'test')}
+
+
+def randomise_batch_norms(model):
+    """BN statistics and affine parameters far from the identity, so that folding them matters;
+    returns ``model``."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model

@@ -227,8 +227,8 @@ def export_executorch(cfg,
         out (str): The ``.pte`` file to write; written only once the check passed.
         shape (tuple[int, int]): Input height and width (static).
         checkpoint (str, optional): Weights to load. Defaults to None (initialised weights).
-        int8 (bool): Quantize to int8 (PT2E with the XNNPACK quantizer) with ``calib_images``
-            images of the config's test set. Defaults to False.
+        int8 (bool): Quantize to int8 (PT2E with the XNNPACK quantizer), calibrated on the
+            first ``calib_images`` images of the config's training set. Defaults to False.
         calib_images (int): Calibration images for ``int8``. Defaults to 32.
         tolerance (float): fp32: largest absolute difference allowed between ExecuTorch and
             PyTorch. Defaults to 1e-4.
@@ -240,8 +240,8 @@ def export_executorch(cfg,
     Returns:
         dict: ``max_abs_diff`` (one per output, against the PyTorch reference), ``partition``
         (see :func:`lower_to_xnnpack`), ``bytes`` (file size) and, with ``int8``,
-        ``agreement`` (the int8 program against the fp32 model on held-out images of the test
-        set, see :func:`~.quantization.agreement`).
+        ``agreement`` (the int8 program against the fp32 model on the first ``calib_images``
+        images of the test set, see :func:`~.quantization.agreement`).
 
     Raises:
         ExportCheckError: the program's outputs differ by more than the tolerance; nothing is
@@ -258,8 +258,8 @@ def export_executorch(cfg,
     exported = torch.export.export(form, (x, ))
     record = {}
     if int8:
-        images = quantization.calibration_inputs(cfg, 2 * calib_images, shape)
-        calibration, held_out = images[:calib_images], images[calib_images:]
+        calibration = quantization.calibration_inputs(cfg, calib_images, shape, 'train')
+        held_out = quantization.calibration_inputs(cfg, calib_images, shape, 'test')
         quantized = quantization.quantize_for_xnnpack(exported.module(), x, calibration)
         with torch.no_grad():
             reference = [t.clone() for t in _flatten(quantized(x))]
@@ -273,8 +273,7 @@ def export_executorch(cfg,
     record['tolerance'] = tolerance
     if int8:
         record['agreement'] = quantization.agreement(
-            model, lambda inputs: run_program(method, inputs), held_out or calibration,
-            model.toolbox)
+            model, lambda inputs: run_program(method, inputs), held_out, model.toolbox)
     record['bytes'] = len(buffer)
 
     directory = osp.dirname(osp.abspath(out))

@@ -1,14 +1,15 @@
 """int8 post-training quantization for ExecuTorch (XNNPACK) and ONNX Runtime, calibrated on
 images of the config's own dataset.
 
-- Calibration images: the config's test dataloader, built through its toolbox, its batches
-  through the model's data preprocessor (as the exported graph's input is that preprocessor's
-  output), each image resized bilinearly to the export shape.
+- Calibration images: the first images of the config's training set, read through its test
+  pipeline (no augmentation) and built through its toolbox, their batches through the model's
+  data preprocessor (the exported graph's input is that preprocessor's output), each image
+  resized bilinearly to the export shape. The agreement of the int8 model with the fp32 one is
+  measured on the test set, which calibration never sees.
 - ExecuTorch: PT2E (``torchao.quantization.pt2e.prepare_pt2e``/``convert_pt2e``) with
-  ExecuTorch's ``XNNPACKQuantizer``, int8 weights symmetric per output channel, int8 activations
-  per tensor (histogram observers). The transformer's LayerNorms and XFA stay float32
-  (:data:`FLOAT_MODULES`): their normalisations divide by norms of the tokens, which int8 does not
-  resolve, and they hold a small part of the time (docs/deployment.md).
+  ExecuTorch's ``XNNPACKQuantizer`` as :mod:`.xnnpack_quantizer` sets it up: int8 weights
+  symmetric per output channel, int8 activations per tensor (histogram observers), the
+  transformer's LayerNorms and XFA in float32.
 - ONNX: onnxruntime's ``quantize_static``, QDQ format, int8 weights per channel, uint8
   activations (MinMax calibration), on the same images.
 """
@@ -26,42 +27,63 @@ from .onnx_export import _flatten
 INT8_TOLERANCE = 0.1
 
 
-def float_modules():
-    """Module types the XNNPACK quantizer leaves in float32 (see the module's docstring)."""
-    from .executorch_export import XnnpackCrossFeatureAttention, XnnpackLayerNorm
-    return (XnnpackLayerNorm, XnnpackCrossFeatureAttention)
-
-
-def calibration_inputs(cfg, num_images, shape):
-    """``num_images`` inputs of the exported graph, (1, 3, H, W) each, from the config's test set.
+def split_loader_cfg(cfg, split):
+    """The dataloader config of a split of the config's dataset, read through the test pipeline.
 
     Args:
-        cfg (mmengine.Config): The config; its ``test_dataloader`` (else ``val_dataloader``) is
-            built with its toolbox's registries, without workers.
-        num_images (int): How many images (the first ones of the set, in its order).
+        cfg (mmengine.Config): The config.
+        split (str): 'train' (its ``train_dataloader``, not shuffled; the innermost dataset of
+            a wrapper such as mmdet's ``RepeatDataset`` gets the test pipeline, so that no
+            augmentation runs) or 'test' (its ``test_dataloader``, else ``val_dataloader``).
+
+    Returns:
+        dict: the dataloader config, without workers.
+    """
+    test_cfg = copy.deepcopy(dict(cfg.get('test_dataloader') or cfg.val_dataloader))
+    loader_cfg = test_cfg
+    if split == 'train':
+        loader_cfg = copy.deepcopy(dict(cfg.train_dataloader))
+        dataset, test_dataset = loader_cfg['dataset'], test_cfg['dataset']
+        while 'dataset' in dataset:  # dataset wrappers
+            dataset = dataset['dataset']
+        while 'dataset' in test_dataset:
+            test_dataset = test_dataset['dataset']
+        dataset['pipeline'] = test_dataset['pipeline']
+        # the first images of the set, the same ones every time
+        loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    elif split != 'test':
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    loader_cfg.update(num_workers=0, persistent_workers=False)
+    return loader_cfg
+
+
+def calibration_inputs(cfg, num_images, shape, split='train'):
+    """``num_images`` inputs of the exported graph, (1, 3, H, W) each, from a split of the
+    config's dataset.
+
+    Args:
+        cfg (mmengine.Config): The config; the split's dataloader is built with its toolbox's
+            registries, without workers (see :func:`split_loader_cfg`).
+        num_images (int): How many images (the first ones of the split, in its order).
         shape (tuple[int, int]): Height and width the preprocessed images are resized to.
+        split (str): 'train' (calibration) or 'test' (measuring the agreement). Defaults to
+            'train'.
 
     Returns:
         list[torch.Tensor]: the inputs.
 
     Raises:
-        ValueError: the set has fewer than ``num_images`` images.
+        ValueError: the split has fewer than ``num_images`` images.
     """
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
-    from ..utils.config import build_model, toolbox_of
+    from ..utils.config import build_model, toolbox_of, with_model_preprocessor
     if num_images < 1:
         raise ValueError(f'Calibrate on at least one image, not {num_images}')
     init_default_scope(toolbox_of(cfg))
-    loader_cfg = dict(cfg.get('test_dataloader') or cfg.val_dataloader)
-    loader_cfg.update(num_workers=0, persistent_workers=False)
-    loader = Runner.build_dataloader(loader_cfg)
-    if not cfg.model.get('data_preprocessor') and cfg.get('data_preprocessor'):
-        # mmpretrain's configs keep it at the top level, and its runner moves it into the model
-        cfg = copy.deepcopy(cfg)
-        cfg.model.data_preprocessor = cfg.data_preprocessor
-    preprocessor = build_model(cfg).data_preprocessor
+    loader = Runner.build_dataloader(split_loader_cfg(cfg, split))
+    preprocessor = build_model(with_model_preprocessor(cfg)).data_preprocessor
     images = []
     for data in loader:
         with torch.no_grad():
@@ -71,20 +93,8 @@ def calibration_inputs(cfg, num_images, shape):
                                         mode='bilinear', align_corners=False))
             if len(images) == num_images:
                 return images
-    raise ValueError(f'{num_images} calibration images asked for, but the test set of '
-                     f'{cfg.filename} has {len(images)}; ask for fewer (--calib-images)')
-
-
-def xnnpack_quantizer():
-    """ExecuTorch's XNNPACK quantizer: per-channel symmetric int8 weights, static int8
-    activations; :func:`float_modules` left in float32."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True))
-    for module_type in float_modules():
-        quantizer.set_module_type(module_type, None)
-    return quantizer
+    raise ValueError(f'{num_images} images of the {split} set of {cfg.filename} asked for, but '
+                     f'it has {len(images)}; ask for fewer (--calib-images)')
 
 
 def quantize_for_xnnpack(graph_module, example, calibration):
@@ -100,6 +110,8 @@ def quantize_for_xnnpack(graph_module, example, calibration):
         ones), to export again and lower.
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from .xnnpack_quantizer import xnnpack_quantizer
     prepared = prepare_pt2e(graph_module, xnnpack_quantizer())
     with torch.no_grad():
         for x in calibration:
@@ -185,7 +197,8 @@ def quantize_onnx(fp32_path, out, calibration):
 
 def export_onnx_int8(cfg, out, shape, checkpoint=None, calib_images=32, opset=None):
     """Export a config's model to ONNX (checked by :func:`~.onnx_export.export_onnx`), quantize
-    it to int8 QDQ on ``calib_images`` images of the config's test set, and write it to ``out``.
+    it to int8 QDQ on ``calib_images`` images of the config's training set, and write it to
+    ``out``.
 
     Args:
         cfg (mmengine.Config): An mmpretrain, mmdet or mmseg config.
@@ -197,7 +210,7 @@ def export_onnx_int8(cfg, out, shape, checkpoint=None, calib_images=32, opset=No
 
     Returns:
         dict: ``fp32_bytes`` and ``bytes`` (file sizes), ``agreement`` (the int8 file against
-        the fp32 model on as many further test images, see :func:`agreement`).
+        the fp32 model on the first ``calib_images`` test images, see :func:`agreement`).
     """
     import os
     import os.path as osp
@@ -206,8 +219,8 @@ def export_onnx_int8(cfg, out, shape, checkpoint=None, calib_images=32, opset=No
 
     from ..utils.fileio import temporary_path
     from .onnx_export import DEFAULT_OPSET, build_onnx_model, export_onnx
-    images = calibration_inputs(cfg, 2 * calib_images, shape)
-    calibration, held_out = images[:calib_images], images[calib_images:]
+    calibration = calibration_inputs(cfg, calib_images, shape, 'train')
+    held_out = calibration_inputs(cfg, calib_images, shape, 'test')
     directory = osp.dirname(osp.abspath(out))
     os.makedirs(directory, exist_ok=True)
     with temporary_path(directory, f'.{osp.basename(out)}.', '.fp32.onnx') as fp32, \
@@ -218,7 +231,6 @@ def export_onnx_int8(cfg, out, shape, checkpoint=None, calib_images=32, opset=No
         record = dict(fp32_bytes=osp.getsize(fp32), bytes=osp.getsize(tmp))
         model = build_onnx_model(cfg, checkpoint)
         record['agreement'] = agreement(
-            model, lambda x: session.run(None, {'input': x.numpy()}), held_out or calibration,
-            model.toolbox)
+            model, lambda x: session.run(None, {'input': x.numpy()}), held_out, model.toolbox)
         os.replace(tmp, out)
     return record

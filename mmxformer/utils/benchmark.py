@@ -278,7 +278,7 @@ def build_runtime_run(name, runtime, precision, x, threads=None):
     """A zero-argument callable that runs model ``name``, exported to ``runtime`` in
     ``precision`` at the shape of ``x``, on ``x`` (see the module's docstring)."""
     model = _AllOutputs(build(name, 'plain')).eval()
-    calibration = [torch.rand_like(x) for _ in range(CALIBRATION_INPUTS)]
+    calibration = _calibration(x)
     if runtime == 'onnxruntime':
         return _onnxruntime_run(model, precision, x, calibration, threads)
     return _executorch_run(model, precision, x, calibration, threads)
@@ -308,14 +308,30 @@ def _onnxruntime_run(model, precision, x, calibration, threads):
     return lambda: session.run(None, feed)
 
 
-def _executorch_run(model, precision, x, calibration, threads):
+def executorch_program(name, precision, x):
+    """The ExecuTorch (XNNPACK) program, as bytes, of model ``name`` in ``precision`` at the
+    shape of ``x``, as the benchmark measures it (see the module's docstring)."""
+    model = _AllOutputs(build(name, 'plain')).eval()
+    return _executorch_program(model, precision, x, _calibration(x))
+
+
+def _calibration(x):
+    return [torch.rand_like(x) for _ in range(CALIBRATION_INPUTS)]
+
+
+def _executorch_program(model, precision, x, calibration):
     from ..deployment import executorch_export as ee
     from ..deployment.quantization import quantize_for_xnnpack
     exported = torch.export.export(ee.to_xnnpack_form(model).eval(), (x, ))
     if precision == 'int8':
         quantized = quantize_for_xnnpack(exported.module(), x, calibration)
         exported = torch.export.export(quantized, (x, ))
-    buffer, _ = ee.lower_to_xnnpack(exported)
+    return ee.lower_to_xnnpack(exported)[0]
+
+
+def _executorch_run(model, precision, x, calibration, threads):
+    from ..deployment import executorch_export as ee
+    buffer = _executorch_program(model, precision, x, calibration)
     if threads:
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         _unsafe_reset_threadpool(threads)

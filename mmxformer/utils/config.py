@@ -1,5 +1,6 @@
 """The config of a run and its model, whatever its toolbox (mmpretrain, mmdet or mmseg)."""
 import ast
+import copy
 import difflib
 import inspect
 import os.path as osp
@@ -154,6 +155,17 @@ def build_model(cfg):
     model_cfg = dict(cfg.model)
     model_cfg.pop('pretrained', None)
     return registry.build(model_cfg).eval()
+
+
+def with_model_preprocessor(cfg):
+    """``cfg``, or a copy whose ``model.data_preprocessor`` is the top-level one: mmpretrain's
+    configs keep it there and its runner moves it into the model, which :func:`build_model`
+    alone would build with default settings."""
+    if cfg.model.get('data_preprocessor') or not cfg.get('data_preprocessor'):
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.model.data_preprocessor = cfg.data_preprocessor
+    return cfg
 
 
 def preprocessing_of(cfg):

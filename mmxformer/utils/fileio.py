@@ -43,3 +43,13 @@ def save_atomically(obj, path):
     with temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+
+
+def write_text_atomically(path, text):
+    """Write ``text`` to a temporary file next to ``path``, then rename: never half-written."""
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)

@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from conftest import randomise_batch_norms
 from mmxformer.registry import MODELS
 from mmxformer.utils.state_dict import PretrainedKeysError, check_pretrained_keys
 
@@ -44,16 +45,6 @@ def test_a_deploy_config_is_its_model_config_with_the_folded_backbone(path):
     assert deploy_cfg.to_dict() == cfg.to_dict()
     backbone = MODELS.build(deploy_cfg.model.backbone)
     assert not any(isinstance(module, _BatchNorm) for module in backbone.modules())
-
-
-def randomise_batch_norms(model):
-    """BN statistics and affine parameters far from the identity, so that folding them matters."""
-    for module in model.modules():
-        if isinstance(module, _BatchNorm):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
 
 
 @pytest.mark.slow  # about 30 s: mmpretrain's script in a subprocess

@@ -9,11 +9,13 @@ pytest.importorskip('executorch.exir', reason='ExecuTorch is not installed (pip 
 pytest.importorskip('torchao', reason='torchao (PT2E quantization) is not installed '
                     '(requirements/deploy.txt)')
 
+from conftest import digits_options  # noqa: E402
 from mmxformer.deployment import executorch_export as ee  # noqa: E402
 from mmxformer.deployment.onnx_export import ExportCheckError, build_onnx_model  # noqa: E402
 from mmxformer.models import XFormer  # noqa: E402
 from mmxformer.models.layers.cross_feature_attention import CrossFeatureAttention  # noqa: E402
 from mmxformer.utils.config import load_config  # noqa: E402
+from mmxformer.utils.run_options import UsageError  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The digits configs with the XXS backbone (the necks and decoder follow its channels).
@@ -54,7 +56,21 @@ def test_xnnpack_form_computes_what_the_model_computes():
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('kind', [CLASSIFIER, DETECTOR, SEGMENTOR], ids=['cls', 'det', 'seg'])
+def expected_outputs(model, x):
+    with torch.no_grad():
+        want = model(x)
+    return (want, ) if isinstance(want, torch.Tensor) else want  # a segmentor: one tensor
+
+
+def assert_program_computes(path, want, x):
+    got = ee.run_program(ee.load_method(str(path)), x)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-4)
+
+
+# the classifier: exported from the command line by the classifier_programs fixture
+@pytest.mark.parametrize('kind', [DETECTOR, SEGMENTOR], ids=['det', 'seg'])
 def test_fp32_program_matches_pytorch_and_runs_in_xnnpack(kind, tmp_path):
     cfg = config(*kind[:2])
     out = tmp_path / 'model.pte'
@@ -68,45 +84,109 @@ def test_fp32_program_matches_pytorch_and_runs_in_xnnpack(kind, tmp_path):
     # the written file, loaded by ExecuTorch's runtime, computes the model's outputs
     x = torch.rand(1, 3, *kind[2])
     torch.manual_seed(1)  # the initial weights of the export
-    model = build_onnx_model(cfg)
-    with torch.no_grad():
-        want = model(x)
-    want = (want, ) if isinstance(want, torch.Tensor) else want  # a segmentor: one tensor
-    got = ee.run_program(ee.load_method(str(out)), x)
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=0, atol=1e-4)
+    assert_program_computes(out, expected_outputs(build_onnx_model(cfg), x), x)
 
 
-def test_a_failed_check_writes_nothing(tmp_path):
+def test_a_failed_check_writes_nothing(classifier_programs, tmp_path, monkeypatch):
+    # the lowering (a minute) replaced by any program: a negative tolerance fails every check
+    program = classifier_programs[2].read_bytes()
+    monkeypatch.setattr(ee, 'lower_to_xnnpack', lambda exported: (program, {}))
     with pytest.raises(ExportCheckError, match='max abs difference .* > tolerance'):
         ee.export_executorch(config(*CLASSIFIER[:2]), str(tmp_path / 'model.pte'), (32, 32),
                              tolerance=-1.)
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    'known bug: the int8 program of the digits classifier (XFormer-XXS at 32x32) fails to load in '
-    "ExecuTorch's XNNPACK backend (XNNCompiler::compileModel failed: 0x1), so the tool refuses to "
-    'write it; the int8 XFormer-S backbone at 256x256 loads and runs (docs/deployment.md)'))
-def test_int8_from_the_command_line(load_tool, tiny_sets, tmp_path, capsys):
+def test_a_zero_padding_shares_its_input_quantization():
+    # XFormer-XXS at 32x32: the last stage's 1x1 map is padded to the 2x2 patch. Unannotated, the
+    # pad read a dequantized tensor and XNNPACK failed to build the program (compileModel 0x1).
+    model = ee.to_xnnpack_form(XFormer('xxsmall', out_indices=(4, ))).eval()
+    x = torch.randn(1, 3, 32, 32)
+    module = torch.export.export(model, (x, )).module()
+    from mmxformer.deployment.quantization import quantize_for_xnnpack
+    quantized = quantize_for_xnnpack(module, x, [torch.randn(1, 3, 32, 32)])
+    pads = [node for node in quantized.graph.nodes if node.target == torch.ops.aten.pad.default]
+    assert pads
+    for pad in pads:
+        before, (after, ) = pad.args[0], pad.users
+        assert 'dequantize_per_tensor' in str(before.target)
+        assert 'quantize_per_tensor' in str(after.target)
+        assert before.args[1:3] == after.args[1:3]  # the same scale and zero point
+
+
+@pytest.fixture(scope='module')
+def classifier_programs(load_tool, tiny_sets, tmp_path_factory):
+    """The digits classifier (XFormer-XXS, 32x32) with the weights of a checkpoint, exported
+    from the command line to an fp32 and an int8 program: (config options, checkpoint, fp32
+    path, int8 path, what the two exports printed)."""
+    import contextlib
+    import io
     path, options, shape = CLASSIFIER
-    options = {**options, 'test_dataloader.dataset.data_root': str(tiny_sets['cls'])}
+    options = {**options, **digits_options('cls', tiny_sets['cls'])}
     cfg_options = [f'{key}={value}' for key, value in options.items()]
+    tmp = tmp_path_factory.mktemp('programs')
+    checkpoint = tmp / 'weights.pth'
+    torch.manual_seed(3)
+    torch.save(dict(state_dict=build_onnx_model(config(path, options)).model.state_dict()),
+               checkpoint)
     tool = load_tool('deployment/export_executorch.py')
-    fp32, int8 = tmp_path / 'fp32.pte', tmp_path / 'int8.pte'
-    tool.main([osp.join(ROOT, path), '--shape', *map(str, shape), '--out', str(fp32)])
-    tool.main([osp.join(ROOT, path), '--shape', *map(str, shape), '--out', str(int8), '--int8',
-               '--calib-images', '4', '--cfg-options', *cfg_options])
-    printed = capsys.readouterr().out
-    assert 'int8 vs fp32 model on held-out test images: images 4, top1_agreement' in printed
+    fp32, int8 = tmp / 'fp32.pte', tmp / 'int8.pte'
+    common = [osp.join(ROOT, path), str(checkpoint), '--shape', *map(str, shape)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        tool.main([*common, '--out', str(fp32)])
+        tool.main([*common, '--out', str(int8), '--int8', '--calib-images', '4',
+                   '--cfg-options', *cfg_options])
+    return cfg_options, checkpoint, fp32, int8, printed.getvalue()
+
+
+def test_fp32_program_of_the_classifier(classifier_programs):
+    cfg_options, checkpoint, fp32, _, printed = classifier_programs
+    fp32_lines = printed.split(f'Wrote {fp32}')[0]
+    assert 'ExecuTorch vs PyTorch (fp32), input (1, 3, 32, 32): max abs diff' in fp32_lines
+    assert 'XNNPACK delegates: ' in fp32_lines and 'native_layer_norm' not in fp32_lines
+    x = torch.rand(1, 3, 32, 32)
+    model = build_onnx_model(config(*CLASSIFIER[:2]), str(checkpoint))
+    assert_program_computes(fp32, expected_outputs(model, x), x)
+
+
+def test_int8_from_the_command_line(classifier_programs, load_tool, tmp_path):
+    cfg_options, checkpoint, fp32, int8, printed = classifier_programs
+    assert 'int8 vs fp32 model on test images: images 4, top1_agreement' in printed
     assert f'Wrote {int8}' in printed
     # int8 weights: the file shrinks (the XFA constants and LayerNorms stay float32)
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
 
-    # more calibration images than the set holds: said, nothing written
-    with pytest.raises(SystemExit, match='test set .* has 10; ask for fewer'):
-        tool.main([osp.join(ROOT, path), '--shape', *map(str, shape), '--out',
-                   str(tmp_path / 'none.pte'), '--int8', '--calib-images', '8', '--cfg-options',
-                   *cfg_options])
+    # the int8 program runs in ExecuTorch's runtime, close to the fp32 model
+    x = torch.randn(1, 3, 32, 32)
+    got = ee.run_program(ee.load_method(str(int8)), x)[0]
+    want = ee.run_program(ee.load_method(str(fp32)), x)[0]
+    assert float(((got - want)**2).sum() / (want**2).sum()) < 0.1
+
+    tool = load_tool('deployment/export_executorch.py')
+    common = [osp.join(ROOT, CLASSIFIER[0]), str(checkpoint), '--shape', '32', '32']
+    # more agreement images than the test set holds (the training set has 20): said, nothing
+    # written
+    with pytest.raises(SystemExit, match='test set .* it has 10; ask for fewer'):
+        tool.main([*common, '--out', str(tmp_path / 'none.pte'), '--int8', '--calib-images',
+                   '11', '--cfg-options', *cfg_options])
     assert not (tmp_path / 'none.pte').exists()
+    # an existing file is replaced only with --overwrite, before anything is exported
+    with pytest.raises(UsageError, match='exists; pass --overwrite'):
+        tool.main([*common, '--out', str(fp32)])
+
+
+def test_programs_evaluated_on_the_test_set(classifier_programs, load_tool, capsys):
+    cfg_options, checkpoint, fp32, int8, _ = classifier_programs
+    tool = load_tool('deployment/test_deployed.py')
+    tool.main([osp.join(ROOT, CLASSIFIER[0]), str(checkpoint), str(fp32), str(int8),
+               '--cfg-options', *cfg_options])
+    rows = {line.split(' | ')[0].lstrip('| '): line.split(' | ')[1:]
+            for line in capsys.readouterr().out.splitlines() if line.startswith('| ')}
+    pytorch = float(rows[f'PyTorch ({checkpoint})'][0])
+    top1, difference, agreement, _ = rows[str(fp32)]
+    # fp32 in ExecuTorch: PyTorch's predictions
+    assert float(top1) == pytorch and float(agreement) == 1.
+    top1, difference, agreement, _ = rows[str(int8)]
+    assert float(difference) == pytest.approx(float(top1) - pytorch, abs=1e-3)
+    assert 0 <= float(agreement) <= 1

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import digits_options
 from mmxformer.deployment import quantization as qz
 from mmxformer.deployment.onnx_export import build_onnx_model
 from mmxformer.utils.config import load_config
@@ -19,31 +20,44 @@ SEGMENTOR = ('configs/xformer_mlp-decoder_digits.py', {
 
 
 def classifier_config(data_root):
-    return load_config(osp.join(ROOT, CLASSIFIER),
-                       {'test_dataloader.dataset.data_root': str(data_root)})
+    return load_config(osp.join(ROOT, CLASSIFIER), digits_options('cls', data_root))
 
 
-def test_calibration_inputs_are_the_preprocessed_test_images(tiny_sets):
+@pytest.mark.parametrize('split,count', [('train', 20), ('test', 10)])
+def test_calibration_inputs_are_the_preprocessed_images_of_a_split(tiny_sets, split, count):
     cfg = classifier_config(tiny_sets['cls'])
-    images = qz.calibration_inputs(cfg, 3, (32, 32))
+    images = qz.calibration_inputs(cfg, 3, (32, 32), split)
     assert len(images) == 3 and all(x.shape == (1, 3, 32, 32) for x in images)
-    # the first test image (the set's order: by class folder, then name), through the
+    # the split's first image (the set's order: by class folder, then name), through the
     # preprocessor's mean/std and BGR -> RGB
-    first = sorted(glob.glob(osp.join(tiny_sets['cls'], 'test', '*', '*.png')))[0]
+    first = sorted(glob.glob(osp.join(tiny_sets['cls'], split, '*', '*.png')))[0]
     rgb = torch.from_numpy(np.asarray(Image.open(first).convert('RGB'), dtype=np.float32))
     pre = cfg.data_preprocessor
     want = (rgb - torch.tensor(pre.mean)) / torch.tensor(pre.std)
     torch.testing.assert_close(images[0][0].permute(1, 2, 0), want, rtol=0, atol=1e-4)
     assert not torch.equal(images[0], images[1])
 
-    with pytest.raises(ValueError, match='has 10; ask for fewer'):
-        qz.calibration_inputs(cfg, 11, (32, 32))
+    with pytest.raises(ValueError, match=f'{split} set of .* it has {count}; ask for fewer'):
+        qz.calibration_inputs(cfg, count + 1, (32, 32), split)
+
+
+def test_training_images_are_read_without_augmentation(tiny_sets):
+    # the detector's training set: a RepeatDataset whose pipeline distorts colours at random
+    cfg = load_config(osp.join(ROOT, 'configs/xformer_yolov3_digits.py'),
+                      digits_options('det', tiny_sets['det']))
+    loader_cfg = qz.split_loader_cfg(cfg, 'train')
+    assert loader_cfg['dataset']['type'] == 'RepeatDataset'
+    assert loader_cfg['dataset']['dataset']['pipeline'] == cfg.test_dataloader.dataset.pipeline
+    assert 'PhotoMetricDistortion' in str(cfg.train_dataloader.dataset.dataset.pipeline)
+    first, again = (qz.calibration_inputs(cfg, 2, (160, 160)) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        qz.split_loader_cfg(cfg, 'val')
 
 
 def test_calibration_inputs_are_resized_to_the_export_shape(tiny_sets):
     path, options = SEGMENTOR
-    cfg = load_config(osp.join(ROOT, path),
-                      {**options, 'test_dataloader.dataset.data_root': str(tiny_sets['seg'])})
+    cfg = load_config(osp.join(ROOT, path), {**options, **digits_options('seg', tiny_sets['seg'])})
     images = qz.calibration_inputs(cfg, 2, (64, 96))
     assert [tuple(x.shape) for x in images] == [(1, 3, 64, 96)] * 2
 
@@ -80,7 +94,7 @@ def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
     session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     ops = {node.op_type for node in __import__('onnx').load(str(out)).graph.node}
     assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
-    x = qz.calibration_inputs(cfg, 1, (32, 32))[0]
+    x = qz.calibration_inputs(cfg, 1, (32, 32), 'test')[0]
     got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])
     with torch.no_grad():
         want = build_onnx_model(cfg, str(checkpoint))(x)[0]

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from conftest import randomise_batch_norms
 from mmxformer.models import MultiheadSelfAttention, XFormer
 
 STRIDES = (2, 4, 8, 16, 32, 32)
@@ -201,17 +202,6 @@ def test_inputs_of_the_wrong_type_or_dtype(inputs, message):
 def test_inputs_of_the_weights_dtype_are_taken():
     model = XFormer('xxsmall', out_indices=(2, )).double().eval()
     assert model(torch.rand(1, 3, 32, 32, dtype=torch.float64))[0].dtype == torch.float64
-
-
-def randomise_batch_norms(model):
-    """BN statistics and affine parameters far from the identity, so that folding them matters."""
-    for module in model.modules():
-        if isinstance(module, _BatchNorm):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model
 
 
 def test_switch_to_deploy_folds_bn_in_place_with_the_same_outputs():

@@ -51,3 +51,16 @@ def test_syntax_error_in_a_base_config_names_the_file(tmp_path):
     with pytest.raises(SyntaxError, match=rf'{base}, line 2: .*never closed') as error:
         load_config(str(tmp_path / 'top.py'))
     assert (error.value.filename, error.value.lineno) == (str(base), 2)
+
+
+@pytest.mark.needs('mmpretrain')
+def test_the_top_level_preprocessor_goes_into_the_model():
+    from mmxformer.utils.config import build_model, with_model_preprocessor
+    cfg = load_config(osp.join(ROOT, 'configs/xformer-xxs_digits.py'))
+    assert 'data_preprocessor' not in cfg.model  # mmpretrain's runner moves it there
+    moved = with_model_preprocessor(cfg)
+    assert moved.model.data_preprocessor == cfg.data_preprocessor
+    assert 'data_preprocessor' not in cfg.model  # a copy
+    assert with_model_preprocessor(moved) is moved
+    mean = build_model(moved).data_preprocessor.mean.flatten().tolist()
+    assert mean == pytest.approx(cfg.data_preprocessor.mean)

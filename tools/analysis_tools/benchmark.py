@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 import torch
 
 from mmxformer.utils import benchmark as bm
+from mmxformer.utils.fileio import write_text_atomically
 
 # glibc serves every allocation above 32 MiB (the largest activations of a backbone at 1024² and
 # above) with a fresh mmap, which the kernel zero-fills page by page on first touch, and gives it
@@ -212,13 +213,6 @@ def busy_warning():
     return load
 
 
-def write_atomically(path, text):
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main_train(args):
     times = bm.train_iteration_times(args.train, args.batch_size, args.image_size, args.repeats,
                                      args.warmup, args.channels_last)
@@ -267,7 +261,7 @@ def main(argv=None):
                            target=f'{op} {target}', met=goal_met(v, op, target))
                       for (m, t, v, op, target), row_min in zip(goals, goals_min)
                   ])
-    write_atomically(f'{stem}.json', json.dumps(result, indent=1))
+    write_text_atomically(f'{stem}.json', json.dumps(result, indent=1))
     bm.plot(records, args.modes, f'{stem}.png',
             f'{env["device"]}, {args.runtime} {env["runtime_version"]}, {env["threads"]} threads, '
             f'{env["amp"]}, '

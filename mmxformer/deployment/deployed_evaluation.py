@@ -1,0 +1,197 @@
+"""Accuracy of exported files on a config's test set, side by side with the PyTorch model.
+
+Each exported file (an ExecuTorch program or an ONNX file, as tools/deployment/ writes them) runs
+in its own runtime on the inputs that the model's data preprocessor makes of the test set; its
+outputs go through the toolbox's own post-processing (mmpretrain's head, mmdet's
+``predict_by_feat`` with NMS, mmseg's ``postprocess_result``) and the config's own
+``test_evaluator``. The PyTorch model runs on the same batches through its ``test_step``, which
+is what ``tools/test.py`` evaluates. The agreement of each file's predictions with PyTorch's is
+counted on the way (:func:`prediction_agreement`).
+"""
+import copy
+import os.path as osp
+
+import torch
+
+from ..utils.config import toolbox_of, with_model_preprocessor
+from .onnx_export import build_onnx_model
+
+#: Detections compared by :func:`prediction_agreement`: those scoring at least this, the
+#: threshold above which mmdet's tools draw a detection (``--show-dir``), matched at IoU 0.5.
+DETECTION_SCORE_THR = 0.3
+DETECTION_IOU_THR = 0.5
+#: The headline metric of each toolbox's evaluator on the digits sets.
+HEADLINE_METRICS = {
+    'mmpretrain': 'accuracy/top1',
+    'mmdet': 'coco/bbox_mAP_50',
+    'mmseg': 'mIoU',
+}
+
+
+class DeployedNetwork:
+    """An exported network run by its own runtime: a ``.pte`` by ExecuTorch (XNNPACK), a
+    ``.onnx`` by onnxruntime (CPU). Its input is the data preprocessor's output.
+
+    Args:
+        path (str): The file.
+
+    Raises:
+        ValueError: the file is neither ``.pte`` nor ``.onnx``.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        if path.endswith('.pte'):
+            from .executorch_export import load_method, run_program
+            method = load_method(path)
+            sizes = tuple(method.metadata.input_tensor_meta(0).sizes())
+            self._run = lambda x: run_program(method, x)
+        elif path.endswith('.onnx'):
+            import onnxruntime as ort
+            session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+            sizes = tuple(session.get_inputs()[0].shape)
+            self._run = lambda x: [torch.from_numpy(out) for out in session.run(
+                None, {session.get_inputs()[0].name: x.numpy()})]
+        else:
+            raise ValueError(f'{path}: an ExecuTorch program (.pte) or an ONNX file (.onnx) '
+                             'is evaluated; this is neither')
+        # static (1, 3, H, W) as the export tools write them; None where an axis is dynamic
+        self.input_shape = tuple(s if isinstance(s, int) else None for s in sizes)
+
+    def __call__(self, inputs):
+        """The outputs on a batch (B, 3, H, W), one image at a time, concatenated."""
+        self.check_input(inputs)
+        per_image = [self._run(x[None].contiguous()) for x in inputs.float()]
+        return [torch.cat(outputs) for outputs in zip(*per_image)]
+
+    def check_input(self, inputs):
+        """Raise if a batch's images have another size than the file's static one."""
+        want = self.input_shape[2:]
+        got = tuple(inputs.shape[2:])
+        if any(w is not None and w != g for w, g in zip(want, got)):
+            raise ValueError(
+                f'{self.path} was exported for inputs of {want[0]}x{want[1]}, but the test '
+                f"pipeline gives {got[0]}x{got[1]}: export it at the test pipeline's size "
+                f'(--shape {got[0]} {got[1]})')
+
+
+def predictions(model, outputs, data_samples):
+    """The data samples with the predictions made from a network's outputs, post-processed as
+    the toolbox's own ``predict`` does.
+
+    Args:
+        model (OnnxModel): The exportable model (:func:`~.onnx_export.build_onnx_model`).
+        outputs (list[torch.Tensor]): The exported network's outputs for the batch.
+        data_samples (list): The batch's data samples (they receive the predictions).
+    """
+    net = model.model
+    if model.toolbox == 'mmpretrain':
+        return net.head._get_predictions(outputs[0], data_samples)
+    if model.toolbox == 'mmdet':
+        metas = [sample.metainfo for sample in data_samples]
+        results = net.bbox_head.predict_by_feat(outputs, metas, rescale=True)
+        return net.add_pred_to_datasample(data_samples, results)
+    return net.postprocess_result(outputs[0], data_samples)
+
+
+def prediction_agreement(toolbox, reference, deployed):
+    """How many of a batch's predictions agree, and out of how many.
+
+    - mmpretrain: images with the same top-1 class;
+    - mmseg: pixels with the same label;
+    - mmdet: detections scoring at least :data:`DETECTION_SCORE_THR` matched one to one (same
+      label, IoU ≥ :data:`DETECTION_IOU_THR`, each reference detection in order of score to the
+      best unmatched one), counted from both sides: 2 · matched out of the detections of both.
+
+    Returns:
+        tuple[int, int]: agreeing, total.
+    """
+    same = total = 0
+    for ref, dep in zip(reference, deployed):
+        if toolbox == 'mmpretrain':
+            same += int(ref.pred_label.item() == dep.pred_label.item())
+            total += 1
+        elif toolbox == 'mmseg':
+            same += int((ref.pred_sem_seg.data == dep.pred_sem_seg.data).sum())
+            total += ref.pred_sem_seg.data.numel()
+        else:
+            matched, count = _matched_detections(ref.pred_instances, dep.pred_instances)
+            same += 2 * matched
+            total += count
+    return same, total
+
+
+def _matched_detections(ref, dep):
+    from mmdet.structures.bbox import bbox_overlaps
+    ref = ref[ref.scores >= DETECTION_SCORE_THR]
+    dep = dep[dep.scores >= DETECTION_SCORE_THR]
+    ref = ref[ref.scores.argsort(descending=True)]
+    iou = bbox_overlaps(ref.bboxes, dep.bboxes)
+    iou[ref.labels[:, None] != dep.labels[None]] = 0
+    taken = torch.zeros(len(dep), dtype=torch.bool)
+    matched = 0
+    for row in iou:
+        row = row.masked_fill(taken, 0)
+        if len(row) and row.max() >= DETECTION_IOU_THR:
+            taken[row.argmax()] = True
+            matched += 1
+    return matched, len(ref) + len(dep)
+
+
+def evaluate_deployed(cfg, checkpoint, files):
+    """Evaluate the PyTorch model of a config and exported files of it on its test set.
+
+    Args:
+        cfg (mmengine.Config): An mmpretrain, mmdet or mmseg config; its ``test_dataloader``
+            and ``test_evaluator`` are used as ``tools/test.py`` uses them.
+        checkpoint (str): The weights of the PyTorch model (the files' source).
+        files (list[str]): ``.pte`` and ``.onnx`` files.
+
+    Returns:
+        dict: ``images``, ``headline`` (the metric the table shows) and ``models``: one entry
+        for 'pytorch' and one per file, each with ``metrics`` (the evaluator's) and, for the
+        files, ``agreement`` (with PyTorch's predictions, see :func:`prediction_agreement`) and
+        ``bytes``.
+    """
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+
+    toolbox = toolbox_of(cfg)
+    init_default_scope(toolbox)
+    networks = {path: DeployedNetwork(path) for path in files}
+    model = build_onnx_model(with_model_preprocessor(cfg), checkpoint)
+    loader_cfg = copy.deepcopy(dict(cfg.get('test_dataloader') or cfg.val_dataloader))
+    loader_cfg.update(num_workers=0, persistent_workers=False)
+    loader = Runner.build_dataloader(loader_cfg)
+    evaluator_cfg = cfg.get('test_evaluator') or cfg.val_evaluator
+    evaluators = {name: Evaluator(copy.deepcopy(evaluator_cfg)) for name in ['pytorch', *files]}
+    for evaluator in evaluators.values():
+        evaluator.dataset_meta = loader.dataset.metainfo
+    agree = {path: [0, 0] for path in files}
+    for data in loader:
+        with torch.no_grad():
+            reference = model.model.test_step(copy.deepcopy(data))
+            evaluators['pytorch'].process(reference, data)
+            batch = model.model.data_preprocessor(copy.deepcopy(data), False)
+            for path, network in networks.items():
+                deployed = predictions(model, network(batch['inputs']),
+                                       copy.deepcopy(batch['data_samples']))
+                evaluators[path].process(deployed, data)
+                same, total = prediction_agreement(toolbox, reference, deployed)
+                agree[path][0] += same
+                agree[path][1] += total
+    size = len(loader.dataset)
+    results = {'pytorch': dict(metrics=_plain(evaluators['pytorch'].evaluate(size)))}
+    for path in files:
+        same, total = agree[path]
+        results[path] = dict(metrics=_plain(evaluators[path].evaluate(size)),
+                             agreement=same / total if total else 1.,
+                             bytes=osp.getsize(path))
+    return dict(images=size, headline=HEADLINE_METRICS[toolbox], models=results)
+
+
+def _plain(metrics):
+    """The metrics as Python numbers (mmseg's are NumPy scalars, which JSON does not take)."""
+    return {key: value.item() if hasattr(value, 'item') else value
+            for key, value in metrics.items()}
