@@ -30,7 +30,10 @@ else
     "${pip[@]}" $(grep -v -E '^(#|mmcv|mmdet|mmsegmentation|mmpretrain)' "$root/requirements/runtime.txt")
     src=$(mktemp -d)
     trap 'rm -rf "$src"' EXIT
-    "$py" -m pip download --quiet --no-deps --no-binary :all: mmcv==2.1.0 -d "$src"
+    # pip prepares the sdist's metadata, which runs its setup.py: in the venv, not in an
+    # isolated build environment whose setuptools >= 81 lacks pkg_resources
+    "$py" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: mmcv==2.1.0 \
+        -d "$src"
     tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
     sed -i 's/-std=c++17/-std=c++20/' "$src/mmcv-2.1.0/setup.py"
     (cd "$src/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
