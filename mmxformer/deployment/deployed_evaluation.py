@@ -15,6 +15,7 @@ import torch
 
 from ..utils.config import toolbox_of, with_model_preprocessor
 from .onnx_export import build_onnx_model
+from .quantization import split_loader_cfg
 
 #: Detections compared by :func:`prediction_agreement`: those scoring at least this, the
 #: threshold above which mmdet's tools draw a detection (``--show-dir``), matched at IoU 0.5.
@@ -161,9 +162,7 @@ def evaluate_deployed(cfg, checkpoint, files):
     init_default_scope(toolbox)
     networks = {path: DeployedNetwork(path) for path in files}
     model = build_onnx_model(with_model_preprocessor(cfg), checkpoint)
-    loader_cfg = copy.deepcopy(dict(cfg.get('test_dataloader') or cfg.val_dataloader))
-    loader_cfg.update(num_workers=0, persistent_workers=False)
-    loader = Runner.build_dataloader(loader_cfg)
+    loader = Runner.build_dataloader(split_loader_cfg(cfg, 'test'))
     evaluator_cfg = cfg.get('test_evaluator') or cfg.val_evaluator
     evaluators = {name: Evaluator(copy.deepcopy(evaluator_cfg)) for name in ['pytorch', *files]}
     for evaluator in evaluators.values():

@@ -43,18 +43,20 @@ def split_loader_cfg(cfg, split):
     loader_cfg = test_cfg
     if split == 'train':
         loader_cfg = copy.deepcopy(dict(cfg.train_dataloader))
-        dataset, test_dataset = loader_cfg['dataset'], test_cfg['dataset']
-        while 'dataset' in dataset:  # dataset wrappers
-            dataset = dataset['dataset']
-        while 'dataset' in test_dataset:
-            test_dataset = test_dataset['dataset']
-        dataset['pipeline'] = test_dataset['pipeline']
+        _innermost(loader_cfg['dataset'])['pipeline'] = _innermost(test_cfg['dataset'])['pipeline']
         # the first images of the set, the same ones every time
         loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
     elif split != 'test':
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     loader_cfg.update(num_workers=0, persistent_workers=False)
     return loader_cfg
+
+
+def _innermost(dataset):
+    """The dataset inside dataset wrappers (mmdet's ``RepeatDataset``, ...)."""
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
 
 
 def calibration_inputs(cfg, num_images, shape, split='train'):
