@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 DEMO_DIR := work_dirs/demo_yolov3_digits
 
-.PHONY: venv demo test test-fast clean-demo
+.PHONY: venv demo lint test test-fast clean-demo
 
 venv:
 	@bash tools/misc/install_env.sh
@@ -16,6 +16,10 @@ demo: venv
 	$(PY) tools/test.py configs/xformer_yolov3_digits.py $$(cat $(DEMO_DIR)/last_checkpoint) \
 		--work-dir $(DEMO_DIR) --show-dir predictions
 	@echo "Predicted boxes drawn in $(DEMO_DIR)/<timestamp>/predictions/"
+
+# OpenMMLab's linters (flake8, isort, yapf) as .pre-commit-config.yaml declares them.
+lint: venv
+	PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/pre-commit run --all-files --show-diff-on-failure
 
 test: venv
 	$(PY) -m pytest

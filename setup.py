@@ -3,7 +3,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
@@ -55,8 +54,10 @@ class BuildPyWithMim(build_py):
         for name in MIM_FILES:
             src = osp.join(HERE, name)
             if osp.isdir(src):
-                shutil.copytree(src, osp.join(mim_dir, name),
-                                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+                shutil.copytree(
+                    src,
+                    osp.join(mim_dir, name),
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
             else:
                 shutil.copyfile(src, osp.join(mim_dir, name))
 
@@ -69,8 +70,8 @@ setup(
     version=read_version(),
     description='XFormer: lightweight CNN-ViT with Cross Feature Attention, '
     'as an OpenMMLab plugin',
-    long_description=open(osp.join(HERE, 'README.md')).read()
-    if osp.exists(osp.join(HERE, 'README.md')) else '',
+    long_description=open(osp.join(HERE, 'README.md')).read() if osp.exists(
+        osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),

@@ -26,8 +26,7 @@ model = dict(
         init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02),
         topk=(1, 5)))
 
-data_preprocessor = dict(
-    num_classes=1000, mean=[0., 0., 0.], std=[255., 255., 255.], to_rgb=True)
+data_preprocessor = dict(num_classes=1000, mean=[0., 0., 0.], std=[255., 255., 255.], to_rgb=True)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -50,8 +49,13 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3000),
-    dict(type='CosineAnnealingLR', eta_min=2e-4, by_epoch=True, begin=0, end=300,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=2e-4,
+        by_epoch=True,
+        begin=0,
+        end=300,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
 auto_scale_lr = dict(base_batch_size=1024)

@@ -45,13 +45,15 @@ warmup_iters = 300
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type='CosineAnnealingLR', eta_min=0., by_epoch=False, begin=warmup_iters,
-         end=max_epochs * iters_per_epoch),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_epochs * iters_per_epoch),
 ]
 auto_scale_lr = dict(base_batch_size=64)
 # EMA: the recipe's momentum, 5e-4, averages over ~2,000 iterations, two thirds of this run; 0.01
 # averages over ~100.
 custom_hooks = [dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL')]
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=1, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=1, max_keep_ckpts=1))

@@ -6,7 +6,7 @@
 _base_ = './xformer_mlp-decoder_cityscapes.py'
 
 data_root = 'data/digits_seg/'
-# mmxformer.digits.SEG_CLASSES and SEG_PALETTE (a config cannot import them)
+# mmxformer.data.digits.SEG_CLASSES and SEG_PALETTE (a config cannot import them)
 metainfo = dict(
     classes=('background', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
     palette=[[0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],

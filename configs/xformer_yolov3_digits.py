@@ -6,17 +6,22 @@ _base_ = './xformer_yolov3_coco.py'
 data_root = 'data/digits_det/'
 metainfo = dict(
     classes=('0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
-    palette=[(220, 20, 60), (119, 11, 32), (0, 0, 142), (0, 0, 230), (106, 0, 228),
-             (0, 60, 100), (0, 80, 100), (0, 0, 70), (0, 0, 192), (250, 170, 30)])
+    palette=[(220, 20, 60), (119, 11, 32), (0, 0, 142), (0, 0, 230), (106, 0, 228), (0, 60, 100),
+             (0, 80, 100), (0, 0, 70), (0, 0, 192), (250, 170, 30)])
 input_size = (160, 160)
 
 model = dict(
     bbox_head=dict(
         num_classes=10,
         # the recipe's anchors are for 320x320 inputs; these images are half that size
-        anchor_generator=dict(base_sizes=[[(110, 62), (64, 111), (132, 133)],
-                                          [(18, 44), (51, 48), (30, 85)],
-                                          [(5, 8), (12, 18), (36, 21)]])))
+        anchor_generator=dict(
+            base_sizes=[[(110, 62), (64,
+                                     111), (132,
+                                            133)], [(18,
+                                                     44), (51,
+                                                           48), (30,
+                                                                 85)], [(5, 8), (12, 18), (36,
+                                                                                           21)]])))
 
 # No flips (a mirrored digit is another symbol) and no expand/crop: the digits are small already.
 train_pipeline = [
@@ -64,7 +69,5 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min_ratio=0.05)
 ]
-default_hooks = dict(
-    logger=dict(interval=25),
-    checkpoint=dict(interval=1, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=1, max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=8)

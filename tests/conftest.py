@@ -29,8 +29,9 @@ def installed(package):
 
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'needs(*packages): skip unless these packages are '
-                            'installed (e.g. a toolbox: mmdet, mmseg, mmpretrain)')
+    config.addinivalue_line(
+        'markers', 'needs(*packages): skip unless these packages are '
+        'installed (e.g. a toolbox: mmdet, mmseg, mmpretrain)')
 
 
 def pytest_runtest_setup(item):
@@ -75,7 +76,7 @@ def _restore_default_scope():
 @pytest.fixture(scope='session')
 def tiny_sets(tmp_path_factory):
     """Paths of a tiny det, seg and cls digits set, made once per session (do not modify them)."""
-    from mmxformer.digits import make_digits_cls, make_digits_det, make_digits_seg
+    from mmxformer.data.digits import make_digits_cls, make_digits_det, make_digits_seg
     tiny = dict(
         det=(make_digits_det, dict(num_train=6, num_val=3)),
         seg=(make_digits_seg, dict(num_train=4, num_val=2)),
@@ -101,8 +102,13 @@ def run_tool():
     Python; the finished process (its return code, stdout and stderr)."""
 
     def run(relpath, *args, cwd=ROOT, timeout=900, env=None):
-        return subprocess.run([sys.executable, osp.join(ROOT, 'tools', relpath), *args], cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        return subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools', relpath), *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env)
 
     return run
 
@@ -114,10 +120,13 @@ def digits_options(task, root):
     root = str(root)
     if task == 'det':
         ann = f'{root}/annotations/instances_val2017.json'
-        return {'train_dataloader.dataset.dataset.data_root': root,
-                'val_dataloader.dataset.data_root': root,
-                'test_dataloader.dataset.data_root': root,
-                'val_evaluator.ann_file': ann, 'test_evaluator.ann_file': ann}
+        return {
+            'train_dataloader.dataset.dataset.data_root': root,
+            'val_dataloader.dataset.data_root': root,
+            'test_dataloader.dataset.data_root': root,
+            'val_evaluator.ann_file': ann,
+            'test_evaluator.ann_file': ann
+        }
     return {f'{split}_dataloader.dataset.data_root': root for split in ('train', 'val', 'test')}
 
 

@@ -57,13 +57,18 @@ def fenced_blocks(text, language):
 
 def top_level_names(code):
     tree = ast.parse(code)
-    return {target.id for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id
+        for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def string_constants(code):
-    return [node.value for node in ast.walk(ast.parse(code))
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    return [
+        node.value for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
 
 
 def is_config(code):
@@ -82,10 +87,16 @@ def block_id(block):
 
 def run_python(args, cwd, timeout=600):
     """A fresh interpreter with the repository on its path; the finished process."""
-    env = dict(os.environ, MPLBACKEND='Agg',
-               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = dict(
+        os.environ,
+        MPLBACKEND='Agg',
+        PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+    return subprocess.run([sys.executable, *args],
+                          cwd=cwd,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
 
 
 def assert_ran(proc, what):
@@ -101,7 +112,7 @@ MAKE_FILES = textwrap.dedent('''
     import torch
     from mmengine.config import Config
 
-    from mmxformer import digits
+    from mmxformer.data import digits
     from mmxformer.utils.config import build_model
 
     data_sets, checkpoints = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -122,9 +133,11 @@ def user_files(tmp_path_factory):
     os.symlink(osp.join(ROOT, 'configs'), root / 'configs')
     for path in CHECKPOINTS:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
-    assert_ran(run_python(['-c', MAKE_FILES, json.dumps(DATA_SETS), json.dumps(CHECKPOINTS)],
-                          cwd=root),
-               'making the checkpoints and images of the README examples')
+    assert_ran(
+        run_python(
+            ['-c', MAKE_FILES, json.dumps(DATA_SETS),
+             json.dumps(CHECKPOINTS)], cwd=root),
+        'making the checkpoints and images of the README examples')
     return root
 
 
@@ -140,8 +153,8 @@ def test_readme_has_the_blocks_it_promises():
     """Inference in each toolbox, and a config for each: a block dropped from the README, or no
     longer recognised as what it is, fails here rather than silently leaving the tests."""
     scripts = '\n'.join(code for _, code in SCRIPT_BLOCKS)
-    for api in ('init_detector', 'inference_detector', 'DetInferencer', 'init_model',
-                'get_model', 'inference_model', 'ImageClassificationInferencer'):
+    for api in ('init_detector', 'inference_detector', 'DetInferencer', 'init_model', 'get_model',
+                'inference_model', 'ImageClassificationInferencer'):
         assert re.search(rf'\b{api}\(', scripts), f'README.md: no Python example calls {api}'
     bases = ' '.join(code for _, code in CONFIG_BLOCKS)
     for toolbox in ('mmpretrain', 'mmdet', 'mmseg'):
@@ -198,8 +211,9 @@ def test_config_block_builds_and_runs(block, tmp_path):
         f'README.md:{line} is a config fragment without _base_: give it the config it changes, '
         'so that it can be merged and built')
     (tmp_path / 'readme_config.py').write_text(code)
-    assert_ran(run_python(['-c', BUILD_CONFIG, 'readme_config.py'], cwd=tmp_path),
-               f'The config at README.md:{line}, merged with its _base_ and built,')
+    assert_ran(
+        run_python(['-c', BUILD_CONFIG, 'readme_config.py'], cwd=tmp_path),
+        f'The config at README.md:{line}, merged with its _base_ and built,')
 
 
 def metafile_models():
@@ -260,8 +274,10 @@ def test_results_table_states_the_metafiles():
         assert meta['Training Data'].lower() in row['data'].lower(), (config, row['data'])
         schedule = schedule_of(config, meta)
         assert row['schedule'] == schedule, f'README.md results, {config}: {schedule} expected'
-        metrics = [value for result in model.get('Results', [])
-                   for value in (result.get('Metrics') or {}).values()]
+        metrics = [
+            value for result in model.get('Results', [])
+            for value in (result.get('Metrics') or {}).values()
+        ]
         for value in metrics:
             assert re.search(rf'\b{re.escape(str(value))}\b', row['metric']), (
                 f'README.md results, {config}: the metafile measured {value}, the table says '
@@ -279,8 +295,10 @@ def path_candidates(path):
     match = re.search(r'\{([^{}]*)\}', path)
     if not match:
         return [path]
-    return [candidate for option in match.group(1).split(',')
-            for candidate in path_candidates(path[:match.start()] + option + path[match.end():])]
+    return [
+        candidate for option in match.group(1).split(',')
+        for candidate in path_candidates(path[:match.start()] + option + path[match.end():])
+    ]
 
 
 REPO_PATH = re.compile(rf'(?<![\w./:-])((?:{"|".join(REPO_DIRS)})/[\w./*{{}},-]*)')
@@ -358,8 +376,10 @@ def test_layout_covers_every_folder_of_the_package_and_tools():
     """A subpackage or tool folder added without a Layout line fails here."""
     named = {path.rstrip('/') for path, _ in layout_entries()}
     named |= {osp.dirname(path) for path in named}
-    folders = {osp.relpath(osp.dirname(path), ROOT)
-               for top in ('mmxformer', 'tools')
-               for path in glob.glob(osp.join(ROOT, top, '**', '*.*'), recursive=True)
-               if '__pycache__' not in path and '.mim' not in path}
+    folders = {
+        osp.relpath(osp.dirname(path), ROOT)
+        for top in ('mmxformer', 'tools')
+        for path in glob.glob(osp.join(ROOT, top, '**', '*.*'), recursive=True)
+        if '__pycache__' not in path and '.mim' not in path
+    }
     assert not folders - named, f'README.md Layout lacks the folders {sorted(folders - named)}'

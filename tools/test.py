@@ -13,12 +13,12 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmxformer.checkpoint.state_dict import PretrainedKeysError, check_pretrained_keys
+from mmxformer.cli import (UsageError, check_output_file, check_writable_dir, enable_dump,
+                           enable_show)
+from mmxformer.data.checks import check_dataset_config
+from mmxformer.engine.distributed import setup_cpu_distributed
 from mmxformer.utils.config import load_config
-from mmxformer.utils.data_check import check_dataset_config
-from mmxformer.utils.distributed import setup_cpu_distributed
-from mmxformer.utils.run_options import (UsageError, check_output_file, check_writable_dir,
-                                         enable_dump, enable_show)
-from mmxformer.utils.state_dict import PretrainedKeysError, check_pretrained_keys
 
 
 def parse_args(argv=None):
@@ -28,14 +28,21 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
-    parser.add_argument('--show-dir', help='draw predictions into this dir, relative to the '
-                        "run's folder in the work dir")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--skip-data-check', action='store_true',
-                        help='do not check the test set before building the runner')
+    parser.add_argument(
+        '--show-dir',
+        help='draw predictions into this dir, relative to the '
+        "run's folder in the work dir")
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override settings of the config')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--skip-data-check',
+        action='store_true',
+        help='do not check the test set before building the runner')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -69,8 +76,10 @@ def main(argv=None):
     except PretrainedKeysError as error:
         raise UsageError(f'nothing evaluated: {error}') from None
     metrics = runner.test()
-    print({key: round(value, 4) if isinstance(value, float) else value
-           for key, value in metrics.items()})
+    print({
+        key: round(value, 4) if isinstance(value, float) else value
+        for key, value in metrics.items()
+    })
 
 
 if __name__ == '__main__':

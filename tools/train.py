@@ -13,34 +13,49 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmxformer.cli import (UsageError, add_random_state_hook, check_fresh_work_dir,
+                           check_writable_dir, enable_amp, enable_auto_scale_lr, enable_resume)
+from mmxformer.data.checks import check_dataset_config
+from mmxformer.engine.distributed import setup_cpu_distributed
 from mmxformer.utils.config import load_config, toolbox_of
-from mmxformer.utils.data_check import check_dataset_config
-from mmxformer.utils.distributed import setup_cpu_distributed
-from mmxformer.utils.run_options import (UsageError, add_random_state_hook, check_fresh_work_dir,
-                                         check_writable_dir, enable_amp, enable_auto_scale_lr,
-                                         enable_resume)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
-    parser.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
-                        help='resume from CKPT, or without it from the latest checkpoint '
-                        'in the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: fp16 on CUDA, bf16 on the CPU')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate with the total batch size')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, e.g. train_cfg.max_epochs=2')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--skip-data-check', action='store_true',
-                        help='do not check the data sets before building the runner')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='train into a work dir that holds checkpoints of an earlier run, '
-                        'replacing them')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CKPT',
+        help='resume from CKPT, or without it from the latest checkpoint '
+        'in the work dir')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed precision: fp16 on CUDA, bf16 on the CPU')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate with the total batch size')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, e.g. train_cfg.max_epochs=2')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--skip-data-check',
+        action='store_true',
+        help='do not check the data sets before building the runner')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='train into a work dir that holds checkpoints of an earlier run, '
+        'replacing them')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))

@@ -1,8 +1,10 @@
 """Building the token mixer of a transformer layer from mmxformer's registry."""
+import torch.nn as nn
+
 from mmxformer.registry import MODELS
 
 
-def build_attention(cfg, embed_dims):
+def build_attention(cfg: dict, embed_dims: int) -> nn.Module:
     """Build an attention from mmxformer's registry, whatever the current default scope.
 
     ``MODELS.build`` would switch to the registry of the config's ``default_scope`` (mmdet's, for

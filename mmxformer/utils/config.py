@@ -9,7 +9,7 @@ from importlib import import_module
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from .setup_env import TOOLBOXES
+from ..registry import TOOLBOXES
 
 # Top-level settings that mmengine's runners read from the config, beyond their arguments.
 RUNNER_CFG_KEYS = ('runner_type', 'sync_bn', 'compile', 'model_wrapper_cfg', 'strategy',
@@ -79,15 +79,16 @@ def check_option_keys(cfg, cfg_options):
         ValueError: Names the unknown keys, each with the closest known names.
     """
     from mmengine.runner import Runner
-    known = (set(cfg.keys()) | set(RUNNER_CFG_KEYS)
-             | set(inspect.signature(Runner.__init__).parameters) - {'self'})
+    known = (
+        set(cfg.keys()) | set(RUNNER_CFG_KEYS)
+        | set(inspect.signature(Runner.__init__).parameters) - {'self'})
     unknown = sorted({key.split('.')[0] for key in cfg_options} - known)
     if unknown:
         hints = []
         for name in unknown:
             close = difflib.get_close_matches(name, sorted(known), n=3)
-            hints.append(f"'{name}'" + (f" (did you mean {' or '.join(map(repr, close))}?)"
-                                        if close else ''))
+            hints.append(f"'{name}'" +
+                         (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ''))
         verb = 'is not a key' if len(unknown) == 1 else 'are not keys'
         raise ValueError(f'--cfg-options: {", ".join(hints)} {verb} of {cfg.filename} (nor a '
                          'setting of the runner), so the option would be ignored')
@@ -133,8 +134,7 @@ def _config_files(path, seen=None):
         return
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(target, ast.Name) and target.id == '_base_'
-                for target in node.targets):
+                isinstance(target, ast.Name) and target.id == '_base_' for target in node.targets):
             try:
                 bases = ast.literal_eval(node.value)
             except ValueError:

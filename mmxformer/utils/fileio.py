@@ -53,3 +53,13 @@ def write_text_atomically(path, text):
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
         os.replace(tmp, path)
+
+
+def write_bytes_atomically(path, data):
+    """Write ``data`` to a temporary file next to ``path``, then rename: never half-written."""
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmxformer.utils.config import build_model
-from mmxformer.digits import make_digits_cls
+from mmxformer.data.digits import make_digits_cls
 from mmxformer.models import MultiheadSelfAttention
+from mmxformer.utils.config import build_model
 
 pytestmark = pytest.mark.needs('mmpretrain')
 
@@ -108,7 +108,9 @@ def test_train_then_test_on_a_tiny_digits_set(run_tool, tmp_path):
     top1 = re.search(r"'accuracy/top1': ([0-9.]+)", out)
     assert top1, out[-2000:]
     # the same weights (EMA: the checkpoint holds them) on the same split as the last validation
-    scalars = [json.loads(line) for line in open(glob.glob(
-        str(work_dir / '*' / 'vis_data' / 'scalars.json'))[0])]
+    scalars = [
+        json.loads(line)
+        for line in open(glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))[0])
+    ]
     validated = [s['accuracy/top1'] for s in scalars if 'accuracy/top1' in s]
     assert len(validated) == 2 and float(top1.group(1)) == pytest.approx(validated[-1], abs=1e-2)

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 import torch
+from conftest import randomise_batch_norms
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import randomise_batch_norms
+from mmxformer.checkpoint.state_dict import PretrainedKeysError, check_pretrained_keys
 from mmxformer.registry import MODELS
-from mmxformer.utils.state_dict import PretrainedKeysError, check_pretrained_keys
 
 pytestmark = pytest.mark.needs('mmpretrain')
 
@@ -55,8 +55,9 @@ def test_mmpretrain_reparameterize_model_output_loads_into_the_deploy_config(tmp
     from mmpretrain.apis import get_model
 
     # the script as the mmpretrain package installs it (its wheel ships tools/ under .mim)
-    script = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'model_converters',
-                      'reparameterize_model.py')
+    script = osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'model_converters',
+        'reparameterize_model.py')
     config = osp.join(ROOT, 'configs', 'xformer-xxs_digits.py')
     deploy_config = osp.join(ROOT, 'configs', 'deploy', 'xformer-xxs_deploy_digits.py')
     model = get_model(config)
@@ -65,7 +66,10 @@ def test_mmpretrain_reparameterize_model_output_loads_into_the_deploy_config(tmp
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=4)), checkpoint)
 
     result = subprocess.run([sys.executable, script, config, checkpoint, converted],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     deployed = get_model(deploy_config, converted)

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from mmengine.config import Config
 
-from mmxformer.utils.complexity import complexity
+from mmxformer.analysis.complexity import complexity
+from mmxformer.checkpoint.model_index import load_model_index
+from mmxformer.tasks import task_of
 from mmxformer.utils.config import build_model
-from mmxformer.apis.model_index import load_model_index
 
 pytestmark = pytest.mark.needs('mmdet', 'mmseg', 'mmpretrain')
 
@@ -40,7 +41,7 @@ def load(config):
 @functools.lru_cache(maxsize=None)
 def measured(config, resolution):
     """``(parameters, flops)`` of a config's model, computed once per module."""
-    return complexity(build_model(load(config)), resolution)
+    return complexity(build_model(load(config)), resolution, task_of(load(config)))
 
 
 def resolution_of(name, metadata):

@@ -8,10 +8,10 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
-from mmxformer.utils.config import build_model
-from mmxformer.digits import SEG_CLASSES, SEG_PALETTE, make_digits_seg
-from mmxformer.utils.data_check import check_dataset_config
+from mmxformer.data.checks import check_dataset_config
+from mmxformer.data.digits import SEG_CLASSES, SEG_PALETTE, make_digits_seg
 from mmxformer.models import XFormer
+from mmxformer.utils.config import build_model
 
 pytestmark = pytest.mark.needs('mmseg')
 
@@ -24,8 +24,8 @@ LABEL_SUFFIX = '_gtFine_labelTrainIds.png'
 @pytest.fixture(scope='module')
 def tiny_seg(tmp_path_factory):
     """A tiny digit segmentation set (do not modify it; see ``damaged_seg``)."""
-    return make_digits_seg(tmp_path_factory.mktemp('digits') / 'digits_seg', num_train=4,
-                           num_val=2, seed=1)
+    return make_digits_seg(
+        tmp_path_factory.mktemp('digits') / 'digits_seg', num_train=4, num_val=2, seed=1)
 
 
 @pytest.fixture
@@ -133,8 +133,15 @@ TINY_RUN = [
 @pytest.mark.slow
 def test_digits_train_two_iterations_then_test_with_overlays(run_tool, tiny_seg, tmp_path):
     work_dir = tmp_path / 'work'
-    result = run_tool('train.py', DIGITS, '--work-dir', str(work_dir), '--cfg-options',
-                      *data_options(tiny_seg), *TINY_RUN, cwd=tmp_path)
+    result = run_tool(
+        'train.py',
+        DIGITS,
+        '--work-dir',
+        str(work_dir),
+        '--cfg-options',
+        *data_options(tiny_seg),
+        *TINY_RUN,
+        cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert 'Iter(train) [2/2]' in output
@@ -142,8 +149,18 @@ def test_digits_train_two_iterations_then_test_with_overlays(run_tool, tiny_seg,
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
     assert osp.basename(checkpoint) == 'iter_2.pth'
 
-    result = run_tool('test.py', DIGITS, checkpoint, '--work-dir', str(work_dir), '--show-dir',
-                      'shown', '--cfg-options', *data_options(tiny_seg), *TINY_RUN, cwd=tmp_path)
+    result = run_tool(
+        'test.py',
+        DIGITS,
+        checkpoint,
+        '--work-dir',
+        str(work_dir),
+        '--show-dir',
+        'shown',
+        '--cfg-options',
+        *data_options(tiny_seg),
+        *TINY_RUN,
+        cwd=tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     metrics = result.stdout.strip().splitlines()[-1]
     assert "'mIoU'" in metrics and "'aAcc'" in metrics
@@ -173,11 +190,17 @@ def test_label_values_outside_the_classes_are_named(damaged_seg):
 
 
 def test_train_reports_a_missing_label_map_before_building_the_runner(run_tool, damaged_seg,
-                                                                   tmp_path):
+                                                                      tmp_path):
     label = next((damaged_seg / 'gtFine' / 'train').glob(f'*/*{LABEL_SUFFIX}'))
     label.unlink()
-    result = run_tool('train.py', DIGITS, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                      *data_options(damaged_seg), cwd=tmp_path)
+    result = run_tool(
+        'train.py',
+        DIGITS,
+        '--work-dir',
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        *data_options(damaged_seg),
+        cwd=tmp_path)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert 'FileNotFoundError' in last_line and str(label) in last_line
@@ -188,11 +211,23 @@ def test_benchmark_reads_the_test_size_and_runs_without_data(load_tool, run_tool
     assert benchmark_seg.test_size(Config.fromfile(CITYSCAPES)) == (1024, 2048)
     assert benchmark_seg.test_size(Config.fromfile(DIGITS)) == (128, 256)
 
-    result = run_tool('analysis_tools/benchmark_seg.py', DIGITS, '--shape', '64', '128',
-                      '--num-images', '2', '--num-warmup', '0', '--repeat-times', '2',
-                      '--device', 'cpu',
-                      '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}/none',
-                      cwd=tmp_path)
+    result = run_tool(
+        'analysis_tools/benchmark_seg.py',
+        DIGITS,
+        '--shape',
+        '64',
+        '128',
+        '--num-images',
+        '2',
+        '--num-warmup',
+        '0',
+        '--repeat-times',
+        '2',
+        '--device',
+        'cpu',
+        '--cfg-options',
+        f'test_dataloader.dataset.data_root={tmp_path}/none',
+        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert '64x128 (HxW) random input, random weights' in lines[0]

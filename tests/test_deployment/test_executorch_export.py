@@ -4,18 +4,21 @@ import os.path as osp
 import pytest
 import torch
 
-pytest.importorskip('executorch.exir', reason='ExecuTorch is not installed (pip install -e '
-                    "'.[deploy]', requirements/deploy.txt)")
-pytest.importorskip('torchao', reason='torchao (PT2E quantization) is not installed '
-                    '(requirements/deploy.txt)')
+pytest.importorskip(
+    'executorch.exir',
+    reason='ExecuTorch is not installed (pip install -e '
+    "'.[deploy]', requirements/deploy.txt)")
+pytest.importorskip(
+    'torchao', reason='torchao (PT2E quantization) is not installed '
+    '(requirements/deploy.txt)')
 
 from conftest import digits_options  # noqa: E402
-from mmxformer.deployment import executorch_export as ee  # noqa: E402
-from mmxformer.deployment.onnx_export import ExportCheckError, build_onnx_model  # noqa: E402
-from mmxformer.models import XFormer  # noqa: E402
-from mmxformer.models.layers.cross_feature_attention import CrossFeatureAttention  # noqa: E402
+
+from mmxformer.cli import UsageError  # noqa: E402
+from mmxformer.deployment.export import executorch as ee  # noqa: E402
+from mmxformer.deployment.export.network import ExportCheckError, build_network  # noqa: E402
+from mmxformer.models import XFormer, to_runtime_form  # noqa: E402
 from mmxformer.utils.config import load_config  # noqa: E402
-from mmxformer.utils.run_options import UsageError  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The digits configs with the XXS backbone (the necks and decoder follow its channels).
@@ -34,26 +37,6 @@ def config(path, options, data_root=None):
     if data_root is not None:
         options = {**options, 'test_dataloader.dataset.data_root': str(data_root)}
     return load_config(osp.join(ROOT, path), options)
-
-
-def test_xnnpack_form_computes_what_the_model_computes():
-    model = XFormer('xxsmall').eval()
-    with torch.no_grad():  # temperatures and norms away from their initialisation
-        for module in model.modules():
-            if isinstance(module, CrossFeatureAttention):
-                module.temperature.uniform_(0.5, 4.)
-            elif isinstance(module, torch.nn.LayerNorm):
-                module.weight.uniform_(0.5, 2.)
-                module.bias.uniform_(-1., 1.)
-    form = ee.to_xnnpack_form(model)
-    kinds = {type(m) for m in form.modules()}
-    assert CrossFeatureAttention not in kinds and torch.nn.LayerNorm not in kinds
-    assert {ee.XnnpackCrossFeatureAttention, ee.XnnpackLayerNorm} <= kinds
-    assert any(isinstance(m, CrossFeatureAttention) for m in model.modules())  # a copy
-    x = torch.randn(2, 3, 64, 96)
-    with torch.no_grad():
-        for want, got in zip(model(x), form(x)):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def expected_outputs(model, x):
@@ -78,13 +61,14 @@ def test_fp32_program_matches_pytorch_and_runs_in_xnnpack(kind, tmp_path):
     record = ee.export_executorch(cfg, str(out), kind[2])
     assert out.stat().st_size == record['bytes']
     # the ops XNNPACK lacked are gone from the portable kernels
-    assert not {'native_layer_norm', 'linalg_vector_norm', 'diagonal_copy'} & {
-        name.split('.')[0] for name in record['partition']['portable']}
+    assert not {'native_layer_norm', 'linalg_vector_norm', 'diagonal_copy'
+                } & {name.split('.')[0]
+                     for name in record['partition']['portable']}
 
     # the written file, loaded by ExecuTorch's runtime, computes the model's outputs
     x = torch.rand(1, 3, *kind[2])
     torch.manual_seed(1)  # the initial weights of the export
-    assert_program_computes(out, expected_outputs(build_onnx_model(cfg), x), x)
+    assert_program_computes(out, expected_outputs(build_network(cfg), x), x)
 
 
 def test_a_failed_check_writes_nothing(classifier_programs, tmp_path, monkeypatch):
@@ -92,18 +76,18 @@ def test_a_failed_check_writes_nothing(classifier_programs, tmp_path, monkeypatc
     program = classifier_programs[2].read_bytes()
     monkeypatch.setattr(ee, 'lower_to_xnnpack', lambda exported: (program, {}))
     with pytest.raises(ExportCheckError, match='max abs difference .* > tolerance'):
-        ee.export_executorch(config(*CLASSIFIER[:2]), str(tmp_path / 'model.pte'), (32, 32),
-                             tolerance=-1.)
+        ee.export_executorch(
+            config(*CLASSIFIER[:2]), str(tmp_path / 'model.pte'), (32, 32), tolerance=-1.)
     assert os.listdir(tmp_path) == []
 
 
 def test_a_zero_padding_shares_its_input_quantization():
     # XFormer-XXS at 32x32: the last stage's 1x1 map is padded to the 2x2 patch. Unannotated, the
     # pad read a dequantized tensor and XNNPACK failed to build the program (compileModel 0x1).
-    model = ee.to_xnnpack_form(XFormer('xxsmall', out_indices=(4, ))).eval()
+    model = to_runtime_form(XFormer('xxsmall', out_indices=(4, ))).eval()
     x = torch.randn(1, 3, 32, 32)
     module = torch.export.export(model, (x, )).module()
-    from mmxformer.deployment.quantization import quantize_for_xnnpack
+    from mmxformer.deployment.quantize.pt2e import quantize_for_xnnpack
     quantized = quantize_for_xnnpack(module, x, [torch.randn(1, 3, 32, 32)])
     pads = [node for node in quantized.graph.nodes if node.target == torch.ops.aten.pad.default]
     assert pads
@@ -127,16 +111,17 @@ def classifier_programs(load_tool, tiny_sets, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('programs')
     checkpoint = tmp / 'weights.pth'
     torch.manual_seed(3)
-    torch.save(dict(state_dict=build_onnx_model(config(path, options)).model.state_dict()),
-               checkpoint)
+    torch.save(dict(state_dict=build_network(config(path, options)).model.state_dict()), checkpoint)
     tool = load_tool('deployment/export_executorch.py')
     fp32, int8 = tmp / 'fp32.pte', tmp / 'int8.pte'
     common = [osp.join(ROOT, path), str(checkpoint), '--shape', *map(str, shape)]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         tool.main([*common, '--out', str(fp32)])
-        tool.main([*common, '--out', str(int8), '--int8', '--calib-images', '4',
-                   '--cfg-options', *cfg_options])
+        tool.main([
+            *common, '--out',
+            str(int8), '--int8', '--calib-images', '4', '--cfg-options', *cfg_options
+        ])
     return cfg_options, checkpoint, fp32, int8, printed.getvalue()
 
 
@@ -146,7 +131,7 @@ def test_fp32_program_of_the_classifier(classifier_programs):
     assert 'ExecuTorch vs PyTorch (fp32), input (1, 3, 32, 32): max abs diff' in fp32_lines
     assert 'XNNPACK delegates: ' in fp32_lines and 'native_layer_norm' not in fp32_lines
     x = torch.rand(1, 3, 32, 32)
-    model = build_onnx_model(config(*CLASSIFIER[:2]), str(checkpoint))
+    model = build_network(config(*CLASSIFIER[:2]), str(checkpoint))
     assert_program_computes(fp32, expected_outputs(model, x), x)
 
 
@@ -168,8 +153,11 @@ def test_int8_from_the_command_line(classifier_programs, load_tool, tmp_path):
     # more agreement images than the test set holds (the training set has 20): said, nothing
     # written
     with pytest.raises(SystemExit, match='test set .* it has 10; ask for fewer'):
-        tool.main([*common, '--out', str(tmp_path / 'none.pte'), '--int8', '--calib-images',
-                   '11', '--cfg-options', *cfg_options])
+        tool.main([
+            *common, '--out',
+            str(tmp_path / 'none.pte'), '--int8', '--calib-images', '11', '--cfg-options',
+            *cfg_options
+        ])
     assert not (tmp_path / 'none.pte').exists()
     # an existing file is replaced only with --overwrite, before anything is exported
     with pytest.raises(UsageError, match='exists; pass --overwrite'):
@@ -179,10 +167,16 @@ def test_int8_from_the_command_line(classifier_programs, load_tool, tmp_path):
 def test_programs_evaluated_on_the_test_set(classifier_programs, load_tool, capsys):
     cfg_options, checkpoint, fp32, int8, _ = classifier_programs
     tool = load_tool('deployment/test_deployed.py')
-    tool.main([osp.join(ROOT, CLASSIFIER[0]), str(checkpoint), str(fp32), str(int8),
-               '--cfg-options', *cfg_options])
-    rows = {line.split(' | ')[0].lstrip('| '): line.split(' | ')[1:]
-            for line in capsys.readouterr().out.splitlines() if line.startswith('| ')}
+    tool.main([
+        osp.join(ROOT, CLASSIFIER[0]),
+        str(checkpoint),
+        str(fp32),
+        str(int8), '--cfg-options', *cfg_options
+    ])
+    rows = {
+        line.split(' | ')[0].lstrip('| '): line.split(' | ')[1:]
+        for line in capsys.readouterr().out.splitlines() if line.startswith('| ')
+    }
     pytorch = float(rows[f'PyTorch ({checkpoint})'][0])
     top1, difference, agreement, _ = rows[str(fp32)]
     # fp32 in ExecuTorch: PyTorch's predictions

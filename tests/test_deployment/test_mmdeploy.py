@@ -11,9 +11,10 @@ import torch
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from mmxformer.deployment.mmdeploy_check import (BackendMismatchError, check_records,
-                                                 compare_detections, compare_with_pytorch)
-from mmxformer.deployment.mmdeploy_compat import torchscript_onnx_export
+from mmxformer.deployment.mmdeploy.check import check_records, compare_with_pytorch
+from mmxformer.deployment.mmdeploy.compat import torchscript_onnx_export
+from mmxformer.tasks.base import BackendMismatchError
+from mmxformer.tasks.detection import compare_detections
 from mmxformer.utils.config import build_model
 
 pytestmark = pytest.mark.needs('mmdeploy', 'mmdet', 'mmseg', 'mmpretrain')
@@ -42,8 +43,8 @@ def save_checkpoint(cfg, path, classes):
     """Seeded PyTorch-default weights of the config's model, saved as a training run would."""
     torch.manual_seed(0)
     model = build_model(cfg)
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=classes))),
-               path)
+    torch.save(
+        dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=classes))), path)
     return str(path)
 
 
@@ -109,8 +110,8 @@ def test_deploy_configs_load_without_mmdeploys_repository(name, opset_version, s
 
 def test_classifier_converts_with_the_tool(run_tool, tiny_sets, tmp_path):
     config = osp.join(ROOT, 'configs', 'xformer-xxs_digits.py')
-    checkpoint = save_checkpoint(model_config('xformer-xxs_digits.py'), tmp_path / 'cls.pth',
-                                 DIGITS_CLASSES)
+    checkpoint = save_checkpoint(
+        model_config('xformer-xxs_digits.py'), tmp_path / 'cls.pth', DIGITS_CLASSES)
     images = sorted(glob.glob(osp.join(tiny_sets['cls'], 'test', '*', '*.png')))
     work_dir = tmp_path / 'work'
     args = (osp.join(DEPLOY, 'classification_onnxruntime_static-32x32.py'), config, checkpoint,
@@ -154,20 +155,20 @@ def test_tool_refuses_other_backends(convert, tmp_path):
 
 
 # XXS backbone, the decoder's inputs following its channels: a faster export.
-SEGMENTOR_OPTIONS = {'model.backbone.arch': 'xxsmall',
-                     'model.decode_head.in_channels': [24, 48, 64, 80]}
+SEGMENTOR_OPTIONS = {
+    'model.backbone.arch': 'xxsmall',
+    'model.decode_head.in_channels': [24, 48, 64, 80]
+}
 
 
 @pytest.mark.parametrize('with_argmax', [True, False])
 def test_segmentor_agrees_with_pytorch(convert, tiny_sets, tmp_path, with_argmax):
     model_cfg = model_config('xformer_mlp-decoder_digits.py', SEGMENTOR_OPTIONS)
-    checkpoint = save_checkpoint(model_cfg, tmp_path / 'seg.pth',
-                                 ('background', ) + DIGITS_CLASSES)
+    checkpoint = save_checkpoint(model_cfg, tmp_path / 'seg.pth', ('background', ) + DIGITS_CLASSES)
     deploy_cfg = deploy_config('segmentation_onnxruntime_static-128x256.py')
     deploy_cfg.codebase_config.with_argmax = with_argmax
     images = sorted(glob.glob(osp.join(tiny_sets['seg'], 'leftImg8bit', 'val', '*', '*.png')))
-    target, records = convert(deploy_cfg, model_cfg, checkpoint, images[0], str(tmp_path),
-                              images)
+    target, records = convert(deploy_cfg, model_cfg, checkpoint, images[0], str(tmp_path), images)
     assert len(records) == len(images) == 2
     for record in records:
         assert record['label_mismatches'] == 0
@@ -220,8 +221,10 @@ def test_detector_gives_the_detections_of_inference_detector(convert, tiny_sets,
 
 
 def detections(boxes, scores, labels):
-    return InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
-                        scores=torch.tensor(scores), labels=torch.tensor(labels))
+    return InstanceData(
+        bboxes=torch.tensor(boxes, dtype=torch.float32),
+        scores=torch.tensor(scores),
+        labels=torch.tensor(labels))
 
 
 def test_detections_are_matched_one_to_one():

@@ -4,11 +4,13 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from conftest import digits_options
 from PIL import Image
 
-from conftest import digits_options
-from mmxformer.deployment import quantization as qz
-from mmxformer.deployment.onnx_export import build_onnx_model
+from mmxformer.data.splits import split_loader_cfg
+from mmxformer.deployment.export.network import build_network
+from mmxformer.deployment.export.onnx_int8 import export_onnx_int8
+from mmxformer.deployment.quantize.calibration import agreement
 from mmxformer.utils.config import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -23,10 +25,16 @@ def classifier_config(data_root):
     return load_config(osp.join(ROOT, CLASSIFIER), digits_options('cls', data_root))
 
 
+def calibration_inputs(cfg, *args):
+    """The calibration inputs of a config, through its model's data preprocessor."""
+    from mmxformer.deployment.quantize.calibration import calibration_inputs
+    return calibration_inputs(cfg, build_network(cfg).model.data_preprocessor, *args)
+
+
 @pytest.mark.parametrize('split,count', [('train', 20), ('test', 10)])
 def test_calibration_inputs_are_the_preprocessed_images_of_a_split(tiny_sets, split, count):
     cfg = classifier_config(tiny_sets['cls'])
-    images = qz.calibration_inputs(cfg, 3, (32, 32), split)
+    images = calibration_inputs(cfg, 3, (32, 32), split)
     assert len(images) == 3 and all(x.shape == (1, 3, 32, 32) for x in images)
     # the split's first image (the set's order: by class folder, then name), through the
     # preprocessor's mean/std and BGR -> RGB
@@ -38,42 +46,44 @@ def test_calibration_inputs_are_the_preprocessed_images_of_a_split(tiny_sets, sp
     assert not torch.equal(images[0], images[1])
 
     with pytest.raises(ValueError, match=f'{split} set of .* it has {count}; ask for fewer'):
-        qz.calibration_inputs(cfg, count + 1, (32, 32), split)
+        calibration_inputs(cfg, count + 1, (32, 32), split)
 
 
 def test_training_images_are_read_without_augmentation(tiny_sets):
     # the detector's training set: a RepeatDataset whose pipeline distorts colours at random
-    cfg = load_config(osp.join(ROOT, 'configs/xformer_yolov3_digits.py'),
-                      digits_options('det', tiny_sets['det']))
-    loader_cfg = qz.split_loader_cfg(cfg, 'train')
+    cfg = load_config(
+        osp.join(ROOT, 'configs/xformer_yolov3_digits.py'), digits_options('det', tiny_sets['det']))
+    loader_cfg = split_loader_cfg(cfg, 'train')
     assert loader_cfg['dataset']['type'] == 'RepeatDataset'
     assert loader_cfg['dataset']['dataset']['pipeline'] == cfg.test_dataloader.dataset.pipeline
     assert 'PhotoMetricDistortion' in str(cfg.train_dataloader.dataset.dataset.pipeline)
-    first, again = (qz.calibration_inputs(cfg, 2, (160, 160)) for _ in range(2))
+    first, again = (calibration_inputs(cfg, 2, (160, 160)) for _ in range(2))
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
-        qz.split_loader_cfg(cfg, 'val')
+        split_loader_cfg(cfg, 'val')
 
 
 def test_calibration_inputs_are_resized_to_the_export_shape(tiny_sets):
     path, options = SEGMENTOR
     cfg = load_config(osp.join(ROOT, path), {**options, **digits_options('seg', tiny_sets['seg'])})
-    images = qz.calibration_inputs(cfg, 2, (64, 96))
+    images = calibration_inputs(cfg, 2, (64, 96))
     assert [tuple(x.shape) for x in images] == [(1, 3, 64, 96)] * 2
 
 
 def test_agreement_counts_the_same_predictions():
-    model = build_onnx_model(load_config(osp.join(ROOT, CLASSIFIER)))
+    model = build_network(load_config(osp.join(ROOT, CLASSIFIER)))
     inputs = [torch.randn(1, 3, 32, 32) for _ in range(4)]
-    same = qz.agreement(model, lambda x: list(model(x)), inputs, 'mmpretrain')
+    same = agreement(model, lambda x: list(model(x)), inputs)
     assert same == {'images': 4, 'top1_agreement': 1., 'sqnr_db': float('inf')}
 
     def other_class(x):
         logits = model(x)[0]
-        return [logits + 100 * torch.nn.functional.one_hot(
-            (logits.argmax(1) + 1) % logits.shape[1], logits.shape[1])]
+        return [
+            logits + 100 * torch.nn.functional.one_hot(
+                (logits.argmax(1) + 1) % logits.shape[1], logits.shape[1])
+        ]
 
-    other = qz.agreement(model, other_class, inputs, 'mmpretrain')
+    other = agreement(model, other_class, inputs)
     assert other['top1_agreement'] == 0. and other['sqnr_db'] < 0
 
 
@@ -82,10 +92,9 @@ def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
     cfg = classifier_config(tiny_sets['cls'])
     # the same weights for the export and the reference: a checkpoint outside tmp_path
     checkpoint = tmp_path.parent / f'{tmp_path.name}_weights.pth'
-    torch.save(dict(state_dict=build_onnx_model(cfg).model.state_dict()), checkpoint)
+    torch.save(dict(state_dict=build_network(cfg).model.state_dict()), checkpoint)
     out = tmp_path / 'int8.onnx'
-    record = qz.export_onnx_int8(cfg, str(out), (32, 32), checkpoint=str(checkpoint),
-                                 calib_images=4)
+    record = export_onnx_int8(cfg, str(out), (32, 32), checkpoint=str(checkpoint), calib_images=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['int8.onnx']  # no leftovers
     # int8 weights; the per-channel scales, the float LayerNorms and the graph stay: 0.52 measured
     assert record['bytes'] == out.stat().st_size < 0.6 * record['fp32_bytes']
@@ -94,9 +103,9 @@ def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
     session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     ops = {node.op_type for node in __import__('onnx').load(str(out)).graph.node}
     assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
-    x = qz.calibration_inputs(cfg, 1, (32, 32), 'test')[0]
+    x = calibration_inputs(cfg, 1, (32, 32), 'test')[0]
     got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])
     with torch.no_grad():
-        want = build_onnx_model(cfg, str(checkpoint))(x)[0]
+        want = build_network(cfg, str(checkpoint))(x)[0]
     # int8 noise, not another function: the logits stay close to the fp32 ones
     assert float(((got - want)**2).sum() / (want**2).sum()) < 0.1

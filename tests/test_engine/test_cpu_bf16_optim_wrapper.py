@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mmxformer.cli import amp_optim_wrapper
+from mmxformer.data.digits import make_digits_det
 from mmxformer.engine.optimizers import CPUBF16OptimWrapper
-from mmxformer.utils.run_options import amp_optim_wrapper
-from mmxformer.digits import make_digits_det
 from mmxformer.models import CrossFeatureAttention, XFormer
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -81,21 +81,27 @@ def test_train_with_amp_on_the_cpu(tmp_path):
     root = str(make_digits_det(tmp_path / 'digits', num_train=4, num_val=2, seed=2))
     ann = osp.join(root, 'annotations/instances_val2017.json')
     work_dir = tmp_path / 'work'
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools/train.py'), DIGITS, '--amp', '--work-dir',
-         str(work_dir), '--cfg-options', f'train_dataloader.dataset.dataset.data_root={root}',
-         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
-         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
-         'train_cfg.max_epochs=1', 'train_cfg.val_interval=2', 'train_dataloader.batch_size=2',
-         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-         'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-         'default_hooks.logger.interval=1'],
-        cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='2'), capture_output=True, text=True,
-        timeout=600)
+    result = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools/train.py'), DIGITS, '--amp', '--work-dir',
+        str(work_dir), '--cfg-options', f'train_dataloader.dataset.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
+        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=2', 'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'default_hooks.logger.interval=1'
+    ],
+                            cwd=tmp_path,
+                            env=dict(os.environ, OMP_NUM_THREADS='2'),
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     dumped = (work_dir / 'xformer_yolov3_digits.py').read_text()
     assert "type='CPUBF16OptimWrapper'" in dumped
-    losses = [float(loss) for loss in re.findall(r'Epoch\(train\) \[1\]\[\d/2\].* loss: (\S+)',
-                                                 output)]
+    losses = [
+        float(loss) for loss in re.findall(r'Epoch\(train\) \[1\]\[\d/2\].* loss: (\S+)', output)
+    ]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses), output[-3000:]

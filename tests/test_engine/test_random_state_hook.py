@@ -12,9 +12,9 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mmxformer  # noqa: F401 (registers the hook)
+from mmxformer.checkpoint.safe_load import load_checkpoint_safely
+from mmxformer.cli import add_random_state_hook
 from mmxformer.engine.hooks import RandomStateHook, get_random_state, set_random_state
-from mmxformer.utils.run_options import add_random_state_hook
-from mmxformer.utils.safe_load import load_checkpoint_safely
 
 
 def draws():
@@ -66,9 +66,12 @@ def train(work_dir, max_epochs, hooked, load_from=None):
         model=Regressor(),
         work_dir=str(work_dir),
         experiment_name=f'{work_dir.name}_{max_epochs}_{hooked}',
-        train_dataloader=dict(dataset=NoisyInputs(), batch_size=2, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate')),
+        train_dataloader=dict(
+            dataset=NoisyInputs(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),

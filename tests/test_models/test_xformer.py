@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import randomise_batch_norms
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import randomise_batch_norms
 from mmxformer.models import MultiheadSelfAttention, XFormer
 
 STRIDES = (2, 4, 8, 16, 32, 32)
@@ -112,8 +112,7 @@ def test_with_cp_gives_the_same_gradients():
 
 
 def test_norm_and_act_cfg_are_used():
-    model = XFormer('xxsmall', norm_cfg=dict(type='GN', num_groups=8),
-                    act_cfg=dict(type='ReLU'))
+    model = XFormer('xxsmall', norm_cfg=dict(type='GN', num_groups=8), act_cfg=dict(type='ReLU'))
     types = {type(m).__name__ for m in model.modules()}
     assert 'GroupNorm' in types and 'ReLU' in types
     assert 'BatchNorm2d' not in types and 'SiLU' not in types
@@ -156,9 +155,13 @@ XXS = XFormer.arch_settings['xxsmall']
     (dict(arch=dict(XXS, expand_ratio=2.5)), r"arch\['expand_ratio'\] must be an int, got 2.5"),
     (dict(arch=dict(XXS, depths=[0, 1, 2, 4, 3])),
      r'Stage 1 .* \(0, 1, 0\): an XF block needs all three non-zero'),
-    (dict(arch=dict(XXS, **{key: [] for key in
-                            ('channels', 'num_blocks', 'strides', 'embed_dims', 'depths',
-                             'mlp_ratios')})), 'one stage at least'),
+    (dict(
+        arch=dict(
+            XXS, **{
+                key: []
+                for key in ('channels', 'num_blocks', 'strides', 'embed_dims', 'depths',
+                            'mlp_ratios')
+            })), 'one stage at least'),
     (dict(drop_path_rate=1.0), r'drop_path_rate must be a number in \[0, 1\).*got 1.0'),
     (dict(drop_path_rate=-0.1), r'drop_path_rate must be a number in \[0, 1\)'),
     (dict(drop_path_rate='0.1'), r"drop_path_rate must be a number in \[0, 1\).*got '0.1'"),
@@ -169,8 +172,8 @@ XXS = XFormer.arch_settings['xxsmall']
     (dict(in_channels=0), 'in_channels must be at least 1, got 0'),
     (dict(in_channels=True), r'in_channels must be an int, got True \(bool\)'),
     (dict(in_channels=3.0), r'in_channels must be an int, got 3.0 \(float\)'),
-    (dict(deploy=True, norm_cfg=dict(type='GN', num_groups=8)),
-     r'deploy=True needs a BatchNorm norm_cfg'),
+    (dict(deploy=True, norm_cfg=dict(type='GN',
+                                     num_groups=8)), r'deploy=True needs a BatchNorm norm_cfg'),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -179,7 +182,8 @@ def test_bad_arguments(kwargs, message):
 
 def test_bad_inputs():
     model = XFormer('xxsmall').eval()
-    with pytest.raises(ValueError, match=r'expects images of shape \(B, 3, H, W\).*\(1, 1, 64, 64\)'):
+    with pytest.raises(
+            ValueError, match=r'expects images of shape \(B, 3, H, W\).*\(1, 1, 64, 64\)'):
         model(torch.rand(1, 1, 64, 64))
     with pytest.raises(ValueError, match=r'at least 32x32 pixels.*\(31, 64\)'):
         model(torch.rand(1, 3, 31, 64))

@@ -14,11 +14,10 @@ import zipfile
 import pytest
 import torch
 
-from mmxformer.utils.config import build_model
-from mmxformer.apis.checkpoint import publish_checkpoint
-from mmxformer.digits import make_digits_det
-from mmxformer.apis.model_index import load_model_index
-from mmxformer.utils.config import load_config
+from mmxformer.checkpoint.model_index import load_model_index
+from mmxformer.checkpoint.publish import publish_checkpoint
+from mmxformer.data.digits import make_digits_det
+from mmxformer.utils.config import build_model, load_config
 
 pytestmark = pytest.mark.needs('mmdet', 'mim')
 
@@ -32,8 +31,9 @@ MIM = [sys.executable, '-c', 'import sys; from mim.cli import cli; sys.exit(cli(
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp('wheel')
-    run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-w', out,
-         ROOT])
+    run([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-w', out, ROOT
+    ])
     return next(out.glob('mmxformer-*.whl'))
 
 
@@ -47,8 +47,11 @@ def installed(wheel, tmp_path_factory):
 
 
 def run(command, **kwargs):
-    result = subprocess.run([str(arg) for arg in command], capture_output=True, text=True,
-                            timeout=600, **kwargs)
+    result = subprocess.run([str(arg) for arg in command],
+                            capture_output=True,
+                            text=True,
+                            timeout=600,
+                            **kwargs)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -74,7 +77,10 @@ def test_mim_download_needs_published_weights(installed, tmp_path):
     offline, before any download, writing nothing. The next test shows the download once one is."""
     name = 'xformer_yolov3_digits'
     result = subprocess.run([*MIM, 'download', 'mmxformer', '--config', name, '--dest', tmp_path],
-                            env=installed, cwd=tmp_path, capture_output=True, text=True,
+                            env=installed,
+                            cwd=tmp_path,
+                            capture_output=True,
+                            text=True,
                             timeout=300)
     assert result.returncode != 0
     assert "but got {'weight'}" in result.stderr
@@ -117,7 +123,8 @@ def test_mim_download_fetches_a_published_checkpoint(installed, served, tmp_path
     dest = tmp_path / 'dest'
     dest.mkdir()
     run([*MIM, 'download', 'mmxformer', '--config', name, '--dest', dest],
-        env=dict(installed, PYTHONPATH=str(site)), cwd=tmp_path)
+        env=dict(installed, PYTHONPATH=str(site)),
+        cwd=tmp_path)
     fetched = dest / osp.basename(release)
     assert fetched.read_bytes() == open(release, 'rb').read()
     state_dict = torch.load(fetched, weights_only=True)['state_dict']
@@ -128,11 +135,14 @@ def test_mim_download_fetches_a_published_checkpoint(installed, served, tmp_path
 def train_options(root):
     return [
         f'train_dataloader.dataset.dataset.data_root={root}',
-        f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
         f'test_evaluator.ann_file={root}/annotations/instances_val2017.json',
-        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+        'train_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.persistent_workers=False',
         'train_cfg.max_epochs=0'  # build the model, data and hooks, then stop
     ]
 
@@ -141,8 +151,11 @@ def train_options(root):
 def test_mim_train_mmdet_with_a_config_path(tmp_path):
     root = make_digits_det(tmp_path / 'digits', num_train=4, num_val=2, seed=1)
     config = osp.join(ROOT, 'configs', 'xformer_yolov3_digits.py')
-    result = run([*MIM, 'train', 'mmdet', config, '--work-dir', tmp_path / 'work', '--cfg-options',
-                  *train_options(root)], cwd=tmp_path)
+    result = run([
+        *MIM, 'train', 'mmdet', config, '--work-dir', tmp_path / 'work', '--cfg-options',
+        *train_options(root)
+    ],
+                 cwd=tmp_path)
     assert osp.join('mmdet', '.mim', 'tools', 'train.py') in result.stdout
     assert 'Training finished successfully' in result.stdout
     assert (tmp_path / 'work' / 'xformer_yolov3_digits.py').is_file()
@@ -151,8 +164,11 @@ def test_mim_train_mmdet_with_a_config_path(tmp_path):
 @pytest.mark.slow
 def test_mim_train_mmxformer_with_a_config_name(installed, tmp_path):
     root = make_digits_det(tmp_path / 'digits', num_train=4, num_val=2, seed=1)
-    result = run([*MIM, 'train', 'mmxformer', 'xformer_yolov3_digits.py', '--work-dir',
-                  tmp_path / 'work', '--cfg-options', *train_options(root)], env=installed,
+    result = run([
+        *MIM, 'train', 'mmxformer', 'xformer_yolov3_digits.py', '--work-dir', tmp_path / 'work',
+        '--cfg-options', *train_options(root)
+    ],
+                 env=installed,
                  cwd=tmp_path)
     mim_dir = osp.join(installed['PYTHONPATH'], 'mmxformer', '.mim')
     assert f'{mim_dir}/configs/xformer_yolov3_digits.py' in result.stdout

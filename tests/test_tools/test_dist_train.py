@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmxformer.utils.safe_load import load_checkpoint_safely
-from mmxformer.digits import make_digits_det
+from mmxformer.checkpoint.safe_load import load_checkpoint_safely
+from mmxformer.data.digits import make_digits_det
+from mmxformer.engine.distributed import setup_cpu_distributed
 from mmxformer.utils.config import load_config
-from mmxformer.utils.distributed import setup_cpu_distributed
 
 pytestmark = pytest.mark.needs('mmdet')
 
@@ -57,18 +57,24 @@ def test_two_process_training_on_cpu(tmp_path):
                       "                      allow_failed_imports=False)\n"
                       f"custom_hooks = [dict(type='RankDigestHook', out_dir='{digests}')]\n")
     work_dir = tmp_path / 'work'
-    result = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), str(config), '2', '--work-dir',
-         str(work_dir), '--cfg-options', 'env_cfg.dist_cfg.backend=gloo',
-         f'train_dataloader.dataset.dataset.data_root={root}',
-         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
-         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
-         'train_cfg.max_epochs=1', 'train_cfg.val_interval=2', 'train_dataloader.batch_size=2',
-         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-         'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-         'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1'],
-        cwd=tmp_path, env=tool_env(PORT=str(free_port()), PYTHONPATH=HERE),
-        capture_output=True, text=True, timeout=600)
+    result = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools/dist_train.sh'),
+        str(config), '2', '--work-dir',
+        str(work_dir), '--cfg-options', 'env_cfg.dist_cfg.backend=gloo',
+        f'train_dataloader.dataset.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
+        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=2', 'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1'
+    ],
+                            cwd=tmp_path,
+                            env=tool_env(PORT=str(free_port()), PYTHONPATH=HERE),
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
 
@@ -109,16 +115,23 @@ class ModuleHolder(nn.Module):
 
 @pytest.mark.parametrize('launcher,norms', [('pytorch', {nn.SyncBatchNorm}),
                                             ('none', {nn.BatchNorm2d})])
-def test_sync_bn_key_converts_the_norms_of_distributed_runs(launcher, norms, tmp_path,
-                                                            monkeypatch):
+def test_sync_bn_key_converts_the_norms_of_distributed_runs(launcher, norms, tmp_path, monkeypatch):
     from mmengine.registry import MODEL_WRAPPERS
     from mmengine.runner import Runner
     MODEL_WRAPPERS.register_module(module=ModuleHolder, force=True)
-    for name, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-                            MASTER_PORT=str(free_port())).items():
+    for name, value in dict(
+            RANK='0',
+            LOCAL_RANK='0',
+            WORLD_SIZE='1',
+            MASTER_ADDR='127.0.0.1',
+            MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(name, value)
-    cfg = load_config(DIGITS, {**XXS, 'env_cfg.dist_cfg.backend': 'gloo'},
-                      work_dir=str(tmp_path), launcher=launcher)
+    cfg = load_config(
+        DIGITS, {
+            **XXS, 'env_cfg.dist_cfg.backend': 'gloo'
+        },
+        work_dir=str(tmp_path),
+        launcher=launcher)
     setup_cpu_distributed(cfg)
     cfg.sync_bn, cfg.model_wrapper_cfg = 'torch', dict(type='ModuleHolder')
     try:
@@ -132,8 +145,13 @@ def test_sync_bn_key_converts_the_norms_of_distributed_runs(launcher, norms, tmp
 
 @pytest.mark.parametrize('options,launcher,message', [
     ({}, 'pytorch', 'add --cfg-options env_cfg.dist_cfg.backend=gloo'),
-    ({'env_cfg.dist_cfg.backend': 'gloo'}, 'slurm', 'need --launcher pytorch'),
-    ({'env_cfg.dist_cfg.backend': 'gloo', 'sync_bn': 'torch'}, 'pytorch', 'sync_bn.* needs GPUs'),
+    ({
+        'env_cfg.dist_cfg.backend': 'gloo'
+    }, 'slurm', 'need --launcher pytorch'),
+    ({
+        'env_cfg.dist_cfg.backend': 'gloo',
+        'sync_bn': 'torch'
+    }, 'pytorch', 'sync_bn.* needs GPUs'),
 ])
 def test_cpu_distributed_setup_says_what_to_change(options, launcher, message):
     if torch.cuda.is_available():
@@ -150,13 +168,20 @@ def test_slurm_train_passes_the_job_to_srun(tmp_path):
     fake_srun.chmod(0o755)
     env = tool_env(GPUS='16', SRUN_ARGS='--quotatype=auto --time=10')
     env['PATH'] = f'{fake_srun.parent}{os.pathsep}{env["PATH"]}'
-    result = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools/slurm_train.sh'), 'gpu', 'xf', 'cfg.py', 'work', '--amp',
-         '--cfg-options', 'sync_bn=torch'], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools/slurm_train.sh'), 'gpu', 'xf', 'cfg.py', 'work', '--amp',
+        '--cfg-options', 'sync_bn=torch'
+    ],
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split('\n')[:-1] == [
         '-p', 'gpu', '--job-name=xf', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
         '--cpus-per-task=5', '--kill-on-bad-exit=1', '--quotatype=auto', '--time=10', 'python',
-        '-u', osp.join(ROOT, 'tools/train.py'), 'cfg.py', '--work-dir=work', '--launcher=slurm',
-        '--amp', '--cfg-options', 'sync_bn=torch'
+        '-u',
+        osp.join(ROOT, 'tools/train.py'), 'cfg.py', '--work-dir=work', '--launcher=slurm', '--amp',
+        '--cfg-options', 'sync_bn=torch'
     ]

@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from mmxformer.utils.state_dict import PretrainedKeysError
-from mmxformer.deployment.onnx_export import (ExportCheckError, build_onnx_model, check_default_domain,
-                              export_onnx)
+from mmxformer.checkpoint.state_dict import PretrainedKeysError
+from mmxformer.deployment.export.network import ExportCheckError, build_network
+from mmxformer.deployment.export.onnx import check_default_domain, export_onnx
 from mmxformer.utils.config import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -29,17 +29,24 @@ def config(path, options):
     return load_config(osp.join(ROOT, path), options)
 
 
-
-
 def dims(value_info):
     return [dim.dim_param or dim.dim_value for dim in value_info.type.tensor_type.shape.dim]
 
 
-@pytest.mark.parametrize('kind,outputs', [
-    (CLASSIFIER, {'logits': ['batch', 1000]}),
-    (DETECTOR, {f'pred_map_{level}': ['batch', 3 * (5 + 10)] for level in range(3)}),
-    (SEGMENTOR, {'logits': ['batch', None, 'height', 'width']}),  # None: any name or size
-])
+@pytest.mark.parametrize(
+    'kind,outputs',
+    [
+        (CLASSIFIER, {
+            'logits': ['batch', 1000]
+        }),
+        (DETECTOR, {
+            f'pred_map_{level}': ['batch', 3 * (5 + 10)]
+            for level in range(3)
+        }),
+        (SEGMENTOR, {
+            'logits': ['batch', None, 'height', 'width']
+        }),  # None: any name or size
+    ])
 def test_dynamic_export_matches_pytorch_at_two_sizes(kind, outputs, tmp_path):
     out = tmp_path / 'model.onnx'
     records = export_onnx(config(*kind), str(out), (64, 96), dynamic=True)
@@ -61,15 +68,17 @@ def test_dynamic_export_matches_pytorch_at_two_sizes(kind, outputs, tmp_path):
 
 def test_static_export_from_the_command_line_with_a_checkpoint(load_tool, tmp_path, capsys):
     cfg = config(*CLASSIFIER)
-    model = build_onnx_model(cfg).model
+    model = build_network(cfg).model
     with torch.no_grad():
         model.head.fc.bias.fill_(3.)  # weights that differ from the initialisation
     checkpoint = tmp_path / 'classifier.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
     out = tmp_path / 'sub' / 'classifier.onnx'
 
-    load_tool('deployment/export_onnx.py').main([osp.join(ROOT, CLASSIFIER[0]), str(checkpoint), '--shape', '64', '64',
-                      '--out', str(out)])
+    load_tool('deployment/export_onnx.py').main(
+        [osp.join(ROOT, CLASSIFIER[0]),
+         str(checkpoint), '--shape', '64', '64', '--out',
+         str(out)])
     printed = capsys.readouterr().out
     assert 'input (1, 3, 64, 64): max abs diff logits' in printed
     assert f'Wrote {out}' in printed
@@ -82,8 +91,7 @@ def test_static_export_from_the_command_line_with_a_checkpoint(load_tool, tmp_pa
         expected = model(x, mode='tensor')
     assert expected.mean() > 2  # the loaded bias, not the initialised one
     torch.testing.assert_close(
-        torch.from_numpy(session.run(None, {'input': x.numpy()})[0]), expected,
-        atol=1e-4, rtol=0)
+        torch.from_numpy(session.run(None, {'input': x.numpy()})[0]), expected, atol=1e-4, rtol=0)
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
@@ -97,8 +105,11 @@ def test_detector_shape_must_be_padded_size(tmp_path):
     with pytest.raises(ValueError, match='multiples of 32'):
         export_onnx(config(*DETECTOR), str(tmp_path / 'm.onnx'), (64, 80))
     with pytest.raises(ValueError, match='multiples of 32'):
-        export_onnx(config(*DETECTOR), str(tmp_path / 'm.onnx'), (64, 64), dynamic=True,
-                    second_shape=(100, 96))
+        export_onnx(
+            config(*DETECTOR),
+            str(tmp_path / 'm.onnx'), (64, 64),
+            dynamic=True,
+            second_shape=(100, 96))
     assert not list(tmp_path.iterdir())
 
 
@@ -127,11 +138,14 @@ class CopyIntoEmpty(nn.Module):
 def test_a_graph_that_computes_something_else_is_refused(residual, message, tmp_path):
     from mmpretrain.registry import MODELS
     MODELS.register_module(module=CopyIntoEmpty, force=True)
-    cfg = Config(dict(
-        default_scope='mmpretrain',
-        model=dict(type='ImageClassifier', backbone=dict(type='CopyIntoEmpty', residual=residual),
-                   neck=dict(type='GlobalAveragePooling'),
-                   head=dict(type='LinearClsHead', num_classes=4, in_channels=8))))
+    cfg = Config(
+        dict(
+            default_scope='mmpretrain',
+            model=dict(
+                type='ImageClassifier',
+                backbone=dict(type='CopyIntoEmpty', residual=residual),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='LinearClsHead', num_classes=4, in_channels=8))))
     with pytest.raises(ExportCheckError, match=message):
         export_onnx(cfg, str(tmp_path / 'wrong.onnx'), (32, 32))
     assert not list(tmp_path.iterdir())  # neither the file nor a temporary one is left
@@ -158,7 +172,7 @@ def export_tool(load_tool, monkeypatch):
 
 
 def test_output_that_cannot_be_written_is_refused_up_front(export_tool, tmp_path, monkeypatch):
-    from mmxformer.utils.run_options import UsageError
+    from mmxformer.cli import UsageError
     blocker = tmp_path / 'a_file'
     blocker.write_text('')
     existing = tmp_path / 'earlier.onnx'
@@ -180,16 +194,28 @@ def test_output_that_cannot_be_written_is_refused_up_front(export_tool, tmp_path
 
     monkeypatch.setenv('MMXFORMER_HOME', str(blocker))
     with pytest.raises(UsageError, match=f'MMXFORMER_HOME.*{blocker} is a file'):
-        export_tool.main([*argv[:1], 'http://127.0.0.1:9/x_20260101-e8518bb3.pth', *argv[1:],
-                          '--out', str(tmp_path / 'new.onnx')])
+        export_tool.main([
+            *argv[:1], 'http://127.0.0.1:9/x_20260101-e8518bb3.pth', *argv[1:], '--out',
+            str(tmp_path / 'new.onnx')
+        ])
     with pytest.raises(UsageError, match='multiples of 32'):
-        export_tool.main([osp.join(ROOT, DETECTOR[0]), '--shape', '64', '64', '--dynamic',
-                          '--check-shape', '64', '80', '--out', str(tmp_path / 'new.onnx')])
+        export_tool.main([
+            osp.join(ROOT, DETECTOR[0]), '--shape', '64', '64', '--dynamic', '--check-shape', '64',
+            '80', '--out',
+            str(tmp_path / 'new.onnx')
+        ])
 
 
 def test_output_under_proc_is_one_line(run_tool, tmp_path):
-    result = run_tool('deployment/export_onnx.py', osp.join(ROOT, CLASSIFIER[0]), '--shape', '64',
-                      '64', '--out', '/proc/m.onnx', cwd=tmp_path)
+    result = run_tool(
+        'deployment/export_onnx.py',
+        osp.join(ROOT, CLASSIFIER[0]),
+        '--shape',
+        '64',
+        '64',
+        '--out',
+        '/proc/m.onnx',
+        cwd=tmp_path)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         'error: --out /proc/m.onnx: no file can be created in /proc')

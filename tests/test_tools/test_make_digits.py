@@ -2,7 +2,7 @@ import os.path as osp
 
 import pytest
 
-from mmxformer.digits.dataset_dir import read_manifest
+from mmxformer.data.digits.dataset_dir import read_manifest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -25,14 +25,19 @@ def test_all_writes_three_sets_then_nothing(make_digits, tmp_path):
 
 
 def test_sizes_reach_the_maker(make_digits, tmp_path):
-    make_digits.main(['seg', '--out', str(tmp_path / 'seg'), '--num-train', '1', '--num-val', '1',
-                      '--image-size', '64', '96', '--digit-size', '16', '32', '--num-digits',
-                      '2', '3'])
+    make_digits.main([
+        'seg', '--out',
+        str(tmp_path / 'seg'), '--num-train', '1', '--num-val', '1', '--image-size', '64', '96',
+        '--digit-size', '16', '32', '--num-digits', '2', '3'
+    ])
     args = read_manifest(tmp_path / 'seg')['args']
-    assert (args['image_size'], args['digit_size'], args['num_digits']) == ([64, 96], [16, 32],
-                                                                             [2, 3])
-    make_digits.main(['cls', '--out', str(tmp_path / 'cls'), '--num-train', '1', '--num-val', '2',
-                      '--image-size', '48', '--digit-size', '20', '40'])
+    assert (args['image_size'], args['digit_size'], args['num_digits']) == ([64, 96], [16,
+                                                                                       32], [2, 3])
+    make_digits.main([
+        'cls', '--out',
+        str(tmp_path / 'cls'), '--num-train', '1', '--num-val', '2', '--image-size', '48',
+        '--digit-size', '20', '40'
+    ])
     args = read_manifest(tmp_path / 'cls')['args']
     assert args['image_size'] == [48, 48] and args['num_test'] == 2
 
@@ -41,8 +46,8 @@ def test_defaults_go_to_the_repository_data_dir(make_digits):
     assert make_digits.DATA_DIR == osp.join(ROOT, 'data')
 
 
-@pytest.mark.parametrize('argv', [['cls', '--num-digits', '1', '2'],
-                                  ['det', '--image-size', '1', '2', '3'], ['seg2']])
+@pytest.mark.parametrize(
+    'argv', [['cls', '--num-digits', '1', '2'], ['det', '--image-size', '1', '2', '3'], ['seg2']])
 def test_bad_command_lines(make_digits, argv):
     with pytest.raises(SystemExit):
         make_digits.parse_args(argv)
@@ -94,8 +99,8 @@ def test_what_killed_runs_left_is_cleaned_up(make_digits, tmp_path):
     for path in (running, other):
         path.mkdir()
     make_digits.main(['cls', '--out', str(out), *TINY])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [running.name, other.name, 'digits_cls'])
+    assert sorted(p.name
+                  for p in tmp_path.iterdir()) == sorted([running.name, other.name, 'digits_cls'])
 
 
 def test_set_a_killed_run_had_moved_aside_is_put_back(make_digits, tmp_path):

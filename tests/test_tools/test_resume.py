@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from mmxformer.utils.safe_load import load_checkpoint_safely
-from mmxformer.digits import make_digits_det
+from mmxformer.checkpoint.safe_load import load_checkpoint_safely
+from mmxformer.data.digits import make_digits_det
 
 pytestmark = pytest.mark.needs('mmdet')
 
@@ -24,9 +24,10 @@ def train_command(root, work_dir, *extra):
     checkpoint after each epoch, no validation, fixed seed, deterministic algorithms."""
     ann = osp.join(root, 'annotations/instances_val2017.json')
     return [
-        sys.executable, osp.join(ROOT, 'tools/train.py'), DIGITS, '--work-dir', str(work_dir),
-        *extra, '--cfg-options', 'model.backbone.arch=xxsmall', 'model.neck.in_channels=[80,64,48]',
-        f'train_dataloader.dataset.dataset.data_root={root}',
+        sys.executable,
+        osp.join(ROOT, 'tools/train.py'), DIGITS, '--work-dir',
+        str(work_dir), *extra, '--cfg-options', 'model.backbone.arch=xxsmall',
+        'model.neck.in_channels=[80,64,48]', f'train_dataloader.dataset.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
@@ -39,8 +40,13 @@ def train_command(root, work_dir, *extra):
 
 
 def run(command, cwd):
-    result = subprocess.run(command, cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS='1'),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -48,8 +54,12 @@ def run(command, cwd):
 def run_until_checkpoint(command, cwd, work_dir, name, timeout=600):
     """Start a run and SIGKILL it once ``name`` is saved (named in ``last_checkpoint``, which
     mmengine writes after the file)."""
-    process = subprocess.Popen(command, cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS='1'),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     last = work_dir / 'last_checkpoint'
     deadline = time.monotonic() + timeout
     try:

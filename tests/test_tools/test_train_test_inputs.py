@@ -5,8 +5,8 @@ import os.path as osp
 import pytest
 import torch
 
+from mmxformer.cli import UsageError
 from mmxformer.utils.config import build_model, load_config
-from mmxformer.utils.run_options import UsageError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DETECTOR = osp.join(ROOT, 'configs/xformer_yolov3_digits.py')
@@ -35,8 +35,11 @@ def runs(monkeypatch):
 
 
 def save_model(config, path):
-    cfg = load_config(config, None if config == CLASSIFIER else {
-        'model.backbone.arch': 'xxsmall', 'model.neck.in_channels': [80, 64, 48]})
+    cfg = load_config(
+        config, None if config == CLASSIFIER else {
+            'model.backbone.arch': 'xxsmall',
+            'model.neck.in_channels': [80, 64, 48]
+        })
     torch.save(dict(state_dict=build_model(cfg).state_dict(), meta=dict()), path)
     return str(path)
 
@@ -55,8 +58,9 @@ def test_checkpoint_that_does_not_fit_stops_before_evaluation(test, tiny_sets, t
     classifier = save_model(CLASSIFIER, tmp_path / 'cls.pth')
     options = data_options(str(tiny_sets['det']))
     with pytest.raises(UsageError, match=rf'nothing evaluated: .*{classifier}'):
-        test([DETECTOR, classifier, '--work-dir', str(tmp_path / 'work'),
-              '--cfg-options', *options])
+        test(
+            [DETECTOR, classifier, '--work-dir',
+             str(tmp_path / 'work'), '--cfg-options', *options])
     assert runs == []
 
     detector = save_model(DETECTOR, tmp_path / 'det.pth')
@@ -69,8 +73,10 @@ def test_test_split_is_checked_before_the_runner(test, copy_set, tmp_path, runs)
     image = sorted((root / 'val2017').iterdir())[0]
     image.unlink()
     checkpoint = save_model(DETECTOR, tmp_path / 'det.pth')
-    argv = [DETECTOR, checkpoint, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-            *data_options(str(root))]
+    argv = [
+        DETECTOR, checkpoint, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *data_options(str(root))
+    ]
     with pytest.raises(FileNotFoundError, match=str(image)):
         test(argv)
     assert runs == []
@@ -82,8 +88,10 @@ def test_only_the_test_split_is_checked(test, copy_set, tmp_path, runs):
     root = copy_set('det')
     (root / 'annotations/instances_train2017.json').write_text('{')  # not read by a test run
     checkpoint = save_model(DETECTOR, tmp_path / 'det.pth')
-    test([DETECTOR, checkpoint, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-          *data_options(str(root))])
+    test([
+        DETECTOR, checkpoint, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *data_options(str(root))
+    ])
     assert [kind for kind, _ in runs] == ['test']
 
 
@@ -91,8 +99,11 @@ def test_existing_results_file_needs_overwrite(test, tiny_sets, tmp_path, runs):
     out = tmp_path / 'results.pkl'
     out.write_bytes(b'earlier results')
     checkpoint = save_model(DETECTOR, tmp_path / 'det.pth')
-    argv = [DETECTOR, checkpoint, '--work-dir', str(tmp_path / 'work'), '--out', str(out),
-            '--cfg-options', *data_options(str(tiny_sets['det']))]
+    argv = [
+        DETECTOR, checkpoint, '--work-dir',
+        str(tmp_path / 'work'), '--out',
+        str(out), '--cfg-options', *data_options(str(tiny_sets['det']))
+    ]
     with pytest.raises(UsageError, match='exists; pass --overwrite'):
         test(argv)
     assert runs == [] and out.read_bytes() == b'earlier results'
@@ -104,8 +115,10 @@ def test_work_dir_of_an_earlier_run_needs_resume_or_overwrite(train, tiny_sets, 
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
     (work_dir / 'epoch_4.pth').write_bytes(b'earlier run')
-    argv = [DETECTOR, '--work-dir', str(work_dir), '--cfg-options',
-            *data_options(str(tiny_sets['det']))]
+    argv = [
+        DETECTOR, '--work-dir',
+        str(work_dir), '--cfg-options', *data_options(str(tiny_sets['det']))
+    ]
     with pytest.raises(UsageError, match='epoch_4.pth.*--resume.*--work-dir.*--overwrite'):
         train(argv)
     assert runs == []
@@ -115,8 +128,10 @@ def test_work_dir_of_an_earlier_run_needs_resume_or_overwrite(train, tiny_sets, 
 
 def test_resume_with_nothing_to_resume_says_so(train, tiny_sets, tmp_path, runs, capsys):
     work_dir = tmp_path / 'work'
-    train([DETECTOR, '--work-dir', str(work_dir), '--resume', '--cfg-options',
-           *data_options(str(tiny_sets['det']))])
+    train([
+        DETECTOR, '--work-dir',
+        str(work_dir), '--resume', '--cfg-options', *data_options(str(tiny_sets['det']))
+    ])
     printed = capsys.readouterr().out
     assert f'no checkpoint found in the work dir {work_dir}' in printed
     assert 'training starts from scratch' in printed
@@ -127,8 +142,11 @@ def test_resume_with_nothing_to_resume_says_so(train, tiny_sets, tmp_path, runs,
 def test_resume_from_weights_only_is_refused(train, tiny_sets, tmp_path, runs):
     published = save_model(DETECTOR, tmp_path / 'published.pth')
     with pytest.raises(UsageError, match='no training state.*load_from'):
-        train([DETECTOR, '--work-dir', str(tmp_path / 'work'), '--resume', published,
-               '--cfg-options', *data_options(str(tiny_sets['det']))])
+        train([
+            DETECTOR, '--work-dir',
+            str(tmp_path / 'work'), '--resume', published, '--cfg-options',
+            *data_options(str(tiny_sets['det']))
+        ])
     assert runs == []
 
 

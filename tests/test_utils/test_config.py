@@ -38,8 +38,11 @@ def test_misspelt_cfg_option_is_refused_with_a_suggestion():
 
 
 def test_cfg_options_of_the_config_and_the_runner_are_merged():
-    cfg = load_config(DIGITS, {'model.backbone.arch': 'xxsmall', 'experiment_name': 'x',
-                               'sync_bn': 'torch'})
+    cfg = load_config(DIGITS, {
+        'model.backbone.arch': 'xxsmall',
+        'experiment_name': 'x',
+        'sync_bn': 'torch'
+    })
     assert cfg.model.backbone.arch == 'xxsmall' and cfg.experiment_name == 'x'
     assert cfg.sync_bn == 'torch'
 

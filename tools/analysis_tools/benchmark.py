@@ -1,14 +1,15 @@
 """Latency and peak memory of XFormer-S next to its self-attention variant, its attention-free
 skeleton, MobileViT-S and MobileNetV2, batch 1, measured side by side in one run.
 
-    python tools/analysis_tools/benchmark.py [--sizes 256 512 768 1024 1024x2048] [--models NAME ...]
+    python tools/analysis_tools/benchmark.py [--sizes 256 512 768 1024 1024x2048]
+                              [--models NAME ...]
                               [--modes plain deploy] [--repeats 10] [--warmup 2]
                               [--device cpu|cuda] [--amp bf16] [--threads N] [--no-memory]
                               [--keep-freed-memory]
                               [--max-attn-gib 4] [--out-dir work_dirs/benchmark]
                               [--runtime torch|onnxruntime|executorch]
-    python tools/analysis_tools/benchmark.py --train CONFIG [CONFIG ...] [--batch-size 8] [--repeats 5]
-                              [--channels-last]
+    python tools/analysis_tools/benchmark.py --train CONFIG [CONFIG ...] [--batch-size 8]
+                              [--repeats 5] [--channels-last]
 
 It prints markdown tables (ratios against XFormer-S) and the goals of docs/benchmark.md, and writes
 ``benchmark_<device>[_bf16].json`` and a log-log plot ``.png`` into ``--out-dir``. Heavy: on a
@@ -16,7 +17,7 @@ shared CPU wrap it in ``flock /tmp/mmxformer-cpu.lock``. With ``--train`` it tim
 iteration of the detectors of mmdet configs instead (the first config's time over each one's).
 With ``--runtime onnxruntime`` or ``executorch`` (XNNPACK) every model is exported at every size
 and timed in that runtime, in the modes ``fp32`` and ``int8`` (latency only; see
-mmxformer/utils/benchmark.py for how each is exported and quantized).
+mmxformer/analysis/benchmark.py for how each is exported and quantized).
 """
 import argparse
 import json
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from mmxformer.utils import benchmark as bm
+from mmxformer.analysis import benchmark as bm
 from mmxformer.utils.fileio import write_text_atomically
 
 # glibc serves every allocation above 32 MiB (the largest activations of a backbone at 1024² and
@@ -36,8 +37,8 @@ from mmxformer.utils.fileio import write_text_atomically
 # back on free: every forward pass pays those page faults again. These settings keep such
 # allocations on the heap and freed memory there (the resident set stays at its peak). glibc reads
 # them at start-up, so the tool re-executes itself with them; the memory probes inherit them.
-KEEP_FREED_MEMORY_ENV = dict(MALLOC_MMAP_THRESHOLD_=str(2**30),
-                             MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
+KEEP_FREED_MEMORY_ENV = dict(
+    MALLOC_MMAP_THRESHOLD_=str(2**30), MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
 
 
 def keeps_freed_memory():
@@ -57,14 +58,15 @@ GOALS_1024 = [
      (1024, 1024), '<=', 1.10),
     ('MobileViT-S / XFormer-S latency', 'mobilevit-s', bm.BASELINE, 'latency', (1024, 1024), '>=',
      2.0),
-    ('XFormer-S / MobileViT-S peak memory', bm.BASELINE, 'mobilevit-s', 'memory', (1024, 1024), '<=',
-     0.68),
+    ('XFormer-S / MobileViT-S peak memory', bm.BASELINE, 'mobilevit-s', 'memory', (1024, 1024),
+     '<=', 0.68),
     ('XFormer-S-SA / XFormer-S latency', 'xformer-s-sa', bm.BASELINE, 'latency', (1024, 1024), '>=',
      2.0),
-    ('MobileViT-S / XFormer-S latency', 'mobilevit-s', bm.BASELINE, 'latency', (256, 256), '>=', 1.3),
+    ('MobileViT-S / XFormer-S latency', 'mobilevit-s', bm.BASELINE, 'latency', (256, 256), '>=',
+     1.3),
 ]
 
-#: Sizes at which int8 is to be 1.5x as fast as fp32 (docs/deployment.md).
+#: Sizes at which the int8 speed-up over fp32 is reported (docs/int8.md).
 INT8_SPEEDUP_SIZES = [(256, 256), (1024, 1024)]
 
 
@@ -73,27 +75,29 @@ def check_goals(records, modes, statistic='median'):
     values from the ``statistic`` of the latencies ('median', or 'min' as a cross-check)."""
 
     def ratio(num, den, what, size, num_mode=None, den_mode=None):
-        return bm.ratio(bm.lookup(records, num_mode, num, size, what, statistic),
-                      bm.lookup(records, den_mode, den, size, what, statistic))
+        return bm.ratio(
+            bm.lookup(records, num_mode, num, size, what, statistic),
+            bm.lookup(records, den_mode, den, size, what, statistic))
 
     rows = []
     if set(bm.PRECISIONS) <= set(modes):  # another runtime: what int8 gains over fp32
         for size in INT8_SPEEDUP_SIZES:
             rows.append(('both', f'XFormer-S fp32 / int8 latency at {bm.size_name(size)}',
-                         ratio(bm.BASELINE, bm.BASELINE, 'latency', size, 'fp32', 'int8'), '>=',
-                         1.5))
+                         ratio(bm.BASELINE, bm.BASELINE, 'latency', size, 'fp32',
+                               'int8'), '>=', 1.5))
     for mode in modes:
         for text, num, den, what, size, op, target in GOALS_1024:
-            rows.append((mode, f'{text} at {bm.size_name(size)}', ratio(num, den, what, size, mode,
-                                                                      mode), op, target))
+            rows.append(
+                (mode, f'{text} at {bm.size_name(size)}', ratio(num, den, what, size, mode,
+                                                                mode), op, target))
         value = bm.ratio(
             bm.lookup(records, mode, bm.BASELINE, (1024, 1024), 'latency', statistic),
             bm.lookup(records, mode, bm.BASELINE, (512, 512), 'latency', statistic))
         rows.append((mode, 'XFormer-S latency 1024x1024 / 512x512', value, '<=', 4.5))
     if set(bm.MODES) <= set(modes):
         speedups = [
-            ratio(bm.BASELINE, bm.BASELINE, 'latency', r['size'], 'plain', 'deploy') for r in records
-            if r['model'] == bm.BASELINE and r['mode'] == 'deploy'
+            ratio(bm.BASELINE, bm.BASELINE, 'latency', r['size'], 'plain', 'deploy')
+            for r in records if r['model'] == bm.BASELINE and r['mode'] == 'deploy'
         ]
         speedups = [s for s in speedups if s is not None]
         rows.append(('both', 'XFormer-S plain / deploy latency, smallest over the sizes',
@@ -105,7 +109,6 @@ def goal_met(value, op, target):
     if value is None:
         return None
     return value <= target if op == '<=' else value >= target
-
 
 
 def format_goals(rows, rows_min=None):
@@ -120,41 +123,62 @@ def format_goals(rows, rows_min=None):
     return '\n'.join(lines)
 
 
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--sizes', nargs='+', default=['256', '512', '768', '1024', '1024x2048'],
-                        help='input sizes: N for NxN or HxW (default 256 512 768 1024 1024x2048)')
-    parser.add_argument('--models', nargs='+', default=list(bm.MODELS), choices=list(bm.MODELS),
-                        help='models to compare (default: all)')
-    parser.add_argument('--runtime', default='torch', choices=bm.RUNTIMES,
-                        help='torch (default), or the model exported to onnxruntime or to '
-                        'ExecuTorch (XNNPACK), timed there in fp32 and int8')
-    parser.add_argument('--modes', nargs='+', choices=bm.MODES + bm.PRECISIONS,
-                        help='torch: plain (eval forward under no_grad), deploy (BN folded, '
-                        'channels-last, inference_mode); onnxruntime, executorch: fp32, int8 '
-                        '(default: both of the runtime\'s)')
+    parser.add_argument(
+        '--sizes',
+        nargs='+',
+        default=['256', '512', '768', '1024', '1024x2048'],
+        help='input sizes: N for NxN or HxW (default 256 512 768 1024 1024x2048)')
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        default=list(bm.MODELS),
+        choices=list(bm.MODELS),
+        help='models to compare (default: all)')
+    parser.add_argument(
+        '--runtime',
+        default='torch',
+        choices=bm.RUNTIMES,
+        help='torch (default), or the model exported to onnxruntime or to '
+        'ExecuTorch (XNNPACK), timed there in fp32 and int8')
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        choices=bm.MODES + bm.PRECISIONS,
+        help='torch: plain (eval forward under no_grad), deploy (BN folded, '
+        'channels-last, inference_mode); onnxruntime, executorch: fp32, int8 '
+        '(default: both of the runtime\'s)')
     parser.add_argument('--repeats', type=int, default=10, help='timed rounds (default 10)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs first (default 2)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N] (default cpu)')
     parser.add_argument('--amp', choices=['bf16'], help='run under bfloat16 autocast')
     parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s own)')
     parser.add_argument('--no-memory', action='store_true', help='time only')
-    parser.add_argument('--keep-freed-memory', action='store_true',
-                        help='glibc: reuse freed memory instead of mmapping large activations '
-                        'afresh each pass (glibc MALLOC_MMAP_THRESHOLD_), for all models')
-    parser.add_argument('--max-attn-gib', type=float, default=4.0,
-                        help='skip a model whose N×N attention maps of one layer would take more '
-                        'GiB (default 4)')
+    parser.add_argument(
+        '--keep-freed-memory',
+        action='store_true',
+        help='glibc: reuse freed memory instead of mmapping large activations '
+        'afresh each pass (glibc MALLOC_MMAP_THRESHOLD_), for all models')
+    parser.add_argument(
+        '--max-attn-gib',
+        type=float,
+        default=4.0,
+        help='skip a model whose N×N attention maps of one layer would take more '
+        'GiB (default 4)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark', help='where JSON and PNG go')
-    parser.add_argument('--train', nargs='+', metavar='CONFIG',
-                        help='time training iterations of these mmdet configs instead')
+    parser.add_argument(
+        '--train',
+        nargs='+',
+        metavar='CONFIG',
+        help='time training iterations of these mmdet configs instead')
     parser.add_argument('--batch-size', type=int, default=8, help='with --train (default 8)')
     parser.add_argument('--image-size', type=int, default=320, help='with --train (default 320)')
-    parser.add_argument('--channels-last', action='store_true',
-                        help='with --train: every model in channels-last (default: NCHW); see '
-                        'docs/benchmark.md before training that way')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='with --train: every model in channels-last (default: NCHW); see '
+        'docs/benchmark.md before training that way')
     args = parser.parse_args(argv)
     runtime_modes = bm.modes_of(args.runtime)
     args.modes = args.modes or list(runtime_modes)
@@ -178,14 +202,19 @@ def parse_args(argv=None):
 
 
 def environment(args):
-    device = (torch.cuda.get_device_name(args.device)
-              if args.device.startswith('cuda') else _cpu_name())
-    return dict(device=device, device_type=args.device, torch=torch.__version__,
-                runtime=args.runtime, runtime_version=runtime_version(args.runtime),
-                threads=torch.get_num_threads(), amp=args.amp or 'fp32',
-                keep_freed_memory=args.keep_freed_memory,
-                python=sys.version.split()[0],
-                date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    device = (
+        torch.cuda.get_device_name(args.device) if args.device.startswith('cuda') else _cpu_name())
+    return dict(
+        device=device,
+        device_type=args.device,
+        torch=torch.__version__,
+        runtime=args.runtime,
+        runtime_version=runtime_version(args.runtime),
+        threads=torch.get_num_threads(),
+        amp=args.amp or 'fp32',
+        keep_freed_memory=args.keep_freed_memory,
+        python=sys.version.split()[0],
+        date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
 
 
 def runtime_version(runtime):
@@ -241,9 +270,18 @@ def main(argv=None):
           f'{env["threads"]} threads, {env["amp"]}, batch 1, '
           f'keep_freed_memory={args.keep_freed_memory}\nmemory: {memory}')
     load = busy_warning()
-    records = bm.run(args.models, args.sizes, args.modes, args.repeats, args.warmup, args.device,
-                     args.amp, args.max_attn_gib, not args.no_memory, args.threads,
-                     runtime=args.runtime)
+    records = bm.run(
+        args.models,
+        args.sizes,
+        args.modes,
+        args.repeats,
+        args.warmup,
+        args.device,
+        args.amp,
+        args.max_attn_gib,
+        not args.no_memory,
+        args.threads,
+        runtime=args.runtime)
     env['load_average'] = [load, busy_warning()]
     goals = check_goals(records, args.modes)
     goals_min = check_goals(records, args.modes, 'min')
@@ -252,20 +290,31 @@ def main(argv=None):
 
     os.makedirs(args.out_dir, exist_ok=True)
     runtime = '' if args.runtime == 'torch' else f'_{args.runtime}'
-    stem = osp.join(args.out_dir, f'benchmark_{args.device.split(":")[0]}{runtime}'
-                    f'{"_bf16" if args.amp else ""}{"_keep" if args.keep_freed_memory else ""}')
-    result = dict(environment=env, memory_method=bm.memory_method(args.device),
-                  repeats=args.repeats, warmup=args.warmup, records=records,
-                  goals=[
-                      dict(mode=m, goal=t, value=v, value_from_minima=row_min[2],
-                           target=f'{op} {target}', met=goal_met(v, op, target))
-                      for (m, t, v, op, target), row_min in zip(goals, goals_min)
-                  ])
+    stem = osp.join(
+        args.out_dir, f'benchmark_{args.device.split(":")[0]}{runtime}'
+        f'{"_bf16" if args.amp else ""}{"_keep" if args.keep_freed_memory else ""}')
+    result = dict(
+        environment=env,
+        memory_method=bm.memory_method(args.device),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        records=records,
+        goals=[
+            dict(
+                mode=m,
+                goal=t,
+                value=v,
+                value_from_minima=row_min[2],
+                target=f'{op} {target}',
+                met=goal_met(v, op, target))
+            for (m, t, v, op, target), row_min in zip(goals, goals_min)
+        ])
     write_text_atomically(f'{stem}.json', json.dumps(result, indent=1))
-    bm.plot(records, args.modes, f'{stem}.png',
-            f'{env["device"]}, {args.runtime} {env["runtime_version"]}, {env["threads"]} threads, '
-            f'{env["amp"]}, '
-            f'batch 1{", keep_freed_memory" if args.keep_freed_memory else ""}')
+    bm.plot(
+        records, args.modes, f'{stem}.png',
+        f'{env["device"]}, {args.runtime} {env["runtime_version"]}, {env["threads"]} threads, '
+        f'{env["amp"]}, '
+        f'batch 1{", keep_freed_memory" if args.keep_freed_memory else ""}')
     print(f'\nwrote {stem}.json and {stem}.png')
 
 

@@ -21,26 +21,40 @@ import time
 import torch
 from mmengine.config import DictAction
 
-from mmxformer.utils.config import build_model, load_config, toolbox_of
+from mmxformer.tasks import SegmentationTask, task_of
+from mmxformer.utils.config import build_model, load_config
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='mmseg config file path')
     parser.add_argument('checkpoint', nargs='?', help='checkpoint file (default: random weights)')
-    parser.add_argument('--repeat-times', type=int, default=1,
-                        help='measure this many times; the mean and spread are printed')
-    parser.add_argument('--num-images', type=int, default=200,
-                        help='timed images per measurement (default 200, as mmseg)')
-    parser.add_argument('--num-warmup', type=int, default=5,
-                        help='untimed images before each measurement (default 5, as mmseg)')
-    parser.add_argument('--shape', type=int, nargs='+', metavar='N',
-                        help="input size: H W, or one number for a square (default: the config's "
-                        'test size)')
+    parser.add_argument(
+        '--repeat-times',
+        type=int,
+        default=1,
+        help='measure this many times; the mean and spread are printed')
+    parser.add_argument(
+        '--num-images',
+        type=int,
+        default=200,
+        help='timed images per measurement (default 200, as mmseg)')
+    parser.add_argument(
+        '--num-warmup',
+        type=int,
+        default=5,
+        help='untimed images before each measurement (default 5, as mmseg)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        metavar='N',
+        help="input size: H W, or one number for a square (default: the config's "
+        'test size)')
     parser.add_argument('--device', help='cpu or cuda[:N] (default: cuda if available, else cpu)')
     parser.add_argument('--threads', type=int, help="torch threads on the CPU (default: torch's)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override settings of the config')
     args = parser.parse_args(argv)
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error('--shape takes H W, or one number for a square input')
@@ -80,12 +94,13 @@ def random_batch(shape, device):
     """One random uint8 image of ``shape`` (H, W), packed as mmseg's data loader packs it."""
     from mmseg.structures import SegDataSample
     image = torch.randint(0, 256, (3, *shape), dtype=torch.uint8, device=device)
-    sample = SegDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
-                                         scale_factor=(1., 1.)))
+    sample = SegDataSample(
+        metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape, scale_factor=(1., 1.)))
     return dict(inputs=[image], data_samples=[sample])
 
 
 def images_per_second(model, data, num_images, num_warmup, device):
+
     def step():
         model.test_step(data)
         if device.startswith('cuda'):
@@ -104,8 +119,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
-    if toolbox_of(cfg) != 'mmseg':
-        raise ValueError(f'{args.config} is an {toolbox_of(cfg)} config; this benchmark times '
+    task = task_of(cfg)
+    if not isinstance(task, SegmentationTask):
+        raise ValueError(f'{args.config} is an {task.toolbox} config; this benchmark times '
                          'mmseg segmentors')
     shape = tuple(args.shape) * (3 - len(args.shape)) if args.shape else test_size(cfg)
     cfg.model.test_cfg = dict(mode='whole')
@@ -122,8 +138,8 @@ def main(argv=None):
     fps = []
     with torch.no_grad():
         for run in range(args.repeat_times):
-            fps.append(images_per_second(model, data, args.num_images, args.num_warmup,
-                                         args.device))
+            fps.append(
+                images_per_second(model, data, args.num_images, args.num_warmup, args.device))
             print(f'Run {run + 1}/{args.repeat_times}: {fps[-1]:.2f} img/s '
                   f'({1e3 / fps[-1]:.1f} ms per image, {args.num_images} images)')
     spread = f' ± {statistics.stdev(fps):.2f}' if len(fps) > 1 else ''

@@ -8,17 +8,23 @@ import argparse
 
 from mmengine.config import DictAction
 
-from mmxformer.utils.complexity import complexity
+from mmxformer.analysis.complexity import complexity
+from mmxformer.tasks import task_of
 from mmxformer.utils.config import build_model, check_shape, load_config
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file path')
-    parser.add_argument('--shape', type=int, nargs='+', default=[320, 320], metavar='N',
-                        help='input size: H W, or one number for a square (default 320 320)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[320, 320],
+        metavar='N',
+        help='input size: H W, or one number for a square (default 320 320)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override settings of the config')
     args = parser.parse_args(argv)
     if len(args.shape) not in (1, 2):
         parser.error('--shape takes H W, or one number for a square input')
@@ -29,7 +35,7 @@ def main(argv=None):
     except ValueError as error:
         parser.error(str(error))
     model = build_model(cfg)
-    params, flops = complexity(model, shape)
+    params, flops = complexity(model, shape, task_of(cfg))
     print(f'Config: {args.config}')
     print(f'Input shape: {shape[0]}x{shape[1]} (HxW)')
     print(f'Params: {params / 1e6:.2f} M')

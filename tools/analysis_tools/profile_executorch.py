@@ -4,8 +4,8 @@ ExecuTorch's event tracer.
     python tools/analysis_tools/profile_executorch.py [--models xformer-s] [--sizes 256 1024]
                                                   [--runs 10] [--top 12] [--out FILE.json]
 
-Each model of mmxformer/utils/benchmark.py (whole backbone, batch 1, random weights) is exported
-at each size as the benchmark exports it (--runtime executorch: to_xnnpack_form, int8 by PT2E
+Each model of mmxformer/analysis/benchmark.py (whole backbone, batch 1, random weights) is exported
+at each size as the benchmark exports it (--runtime executorch: to_runtime_form, int8 by PT2E
 with the XNNPACK quantizer), run --runs times with ETDump on, and the milliseconds of each kind
 of operator (XNNPACK's own names, ``Convolution (NHWC, QS8) IGEMM``, ``Sigmoid (NC, F32)``, ...;
 ops left to the portable kernels as ``portable: <op>``) are printed per run (medians), fp32
@@ -17,19 +17,27 @@ import json
 
 import torch
 
-from mmxformer.deployment.executorch_profile import profile_program
-from mmxformer.utils import benchmark as bm
+from mmxformer.analysis import benchmark as bm
+from mmxformer.analysis.executorch_profile import profile_program
 from mmxformer.utils.fileio import write_text_atomically
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=[bm.BASELINE], choices=list(bm.MODELS))
-    parser.add_argument('--sizes', nargs='+', type=bm.parse_size, default=[(256, 256)],
-                        metavar='N|HxW', help='input sizes (default 256)')
+    parser.add_argument(
+        '--sizes',
+        nargs='+',
+        type=bm.parse_size,
+        default=[(256, 256)],
+        metavar='N|HxW',
+        help='input sizes (default 256)')
     parser.add_argument('--runs', type=int, default=10, help='profiled runs (default 10)')
-    parser.add_argument('--top', type=int, default=12,
-                        help='the kinds of operator printed, the slowest first (default 12)')
+    parser.add_argument(
+        '--top',
+        type=int,
+        default=12,
+        help='the kinds of operator printed, the slowest first (default 12)')
     parser.add_argument('--out', help='write every kind of every profile to this JSON file')
     args = parser.parse_args(argv)
     if args.runs < 1 or args.top < 1:
@@ -40,14 +48,16 @@ def parse_args(argv=None):
 def format_profiles(fp32, int8, top):
     """Markdown table: the ``top`` slowest kinds of operator (over both), ms in fp32 and in
     int8, and the whole run."""
-    kinds = sorted(set(fp32['kinds']) | set(int8['kinds']),
-                   key=lambda k: -max(fp32['kinds'].get(k, 0), int8['kinds'].get(k, 0)))
+    kinds = sorted(
+        set(fp32['kinds']) | set(int8['kinds']),
+        key=lambda k: -max(fp32['kinds'].get(k, 0), int8['kinds'].get(k, 0)))
     lines = ['| operator (XNNPACK, or portable kernel) | fp32 ms | int8 ms |', '|---|---|---|']
     for kind in kinds[:top]:
         cells = [f"{p['kinds'][kind]:.2f}" if kind in p['kinds'] else '' for p in (fp32, int8)]
         lines.append(f'| {kind} | {cells[0]} | {cells[1]} |')
-    rest = [sum(ms for kind, ms in p['kinds'].items() if kind not in kinds[:top])
-            for p in (fp32, int8)]
+    rest = [
+        sum(ms for kind, ms in p['kinds'].items() if kind not in kinds[:top]) for p in (fp32, int8)
+    ]
     lines.append(f'| the other {max(len(kinds) - top, 0)} kinds | {rest[0]:.2f} | '
                  f'{rest[1]:.2f} |')
     lines.append(f"| **Method::execute** | **{fp32['total_ms']:.2f}** | "
@@ -61,9 +71,10 @@ def main(argv=None):
     for name in args.models:
         for size in args.sizes:
             x = torch.rand(1, 3, *size)
-            profiles = {precision: profile_program(bm.executorch_program(name, precision, x), x,
-                                                   args.runs)
-                        for precision in bm.PRECISIONS}
+            profiles = {
+                precision: profile_program(bm.executorch_program(name, precision, x), x, args.runs)
+                for precision in bm.PRECISIONS
+            }
             print(f'\n{name} at {bm.size_name(size)}, ExecuTorch (XNNPACK), {args.runs} runs, '
                   'medians')
             print(format_profiles(profiles['fp32'], profiles['int8'], args.top))

@@ -16,24 +16,27 @@ images of the config's training set, checked against PyTorch running the same qu
 and its agreement with the fp32 model is printed, measured on as many images of the test set.
 An existing --out file is replaced only with --overwrite.
 """
-from mmxformer.deployment.executorch_export import export_executorch
-from mmxformer.deployment.export_options import (add_calibration_argument,
-                                                 check_before_export,
-                                                 check_calibration_argument,
-                                                 exit_on_usage_error, export_failure_exits,
-                                                 export_parser)
-from mmxformer.deployment.onnx_export import TOLERANCE
+from mmxformer.cli import (add_calibration_argument, check_before_export,
+                           check_calibration_argument, exit_on_usage_error, export_failure_exits,
+                           export_parser)
+from mmxformer.deployment.export.executorch import export_executorch
+from mmxformer.deployment.export.network import TOLERANCE
 from mmxformer.utils.config import load_config
 
 
 def parse_args(argv=None):
     parser = export_parser(__doc__, 'the .pte file to write')
-    parser.add_argument('--int8', action='store_true',
-                        help='int8 post-training quantization, calibrated on the training set')
+    parser.add_argument(
+        '--int8',
+        action='store_true',
+        help='int8 post-training quantization, calibrated on the training set')
     add_calibration_argument(parser, needs='--int8')
-    parser.add_argument('--tolerance', type=float, default=TOLERANCE,
-                        help=f'fp32: largest absolute difference allowed between ExecuTorch '
-                        f'and PyTorch (default {TOLERANCE:g})')
+    parser.add_argument(
+        '--tolerance',
+        type=float,
+        default=TOLERANCE,
+        help=f'fp32: largest absolute difference allowed between ExecuTorch '
+        f'and PyTorch (default {TOLERANCE:g})')
     args = parser.parse_args(argv)
     check_calibration_argument(parser, args)
     return args
@@ -44,8 +47,8 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     check_before_export(cfg, args)
     with export_failure_exits(args.out):
-        record = export_executorch(cfg, args.out, tuple(args.shape), args.checkpoint,
-                                   args.int8, args.calib_images, args.tolerance)
+        record = export_executorch(cfg, args.out, tuple(args.shape), args.checkpoint, args.int8,
+                                   args.calib_images, args.tolerance)
     what = 'int8 program vs PyTorch running the quantized graph' if args.int8 else 'fp32'
     diffs = ', '.join(f'{diff:.2e}' for diff in record['max_abs_diff'])
     print(f'ExecuTorch vs PyTorch ({what}), input (1, 3, {args.shape[0]}, {args.shape[1]}): '

@@ -15,26 +15,39 @@ the exit status is 1. With --dynamic, batch, height and width are dynamic axes a
 runs at a second size too (batch 2, --check-shape). An existing --out file is replaced only with
 --overwrite.
 """
-from mmxformer.deployment.export_options import (check_before_export, exit_on_usage_error,
-                                                 export_failure_exits, export_parser)
-from mmxformer.deployment.onnx_export import DEFAULT_OPSET, TOLERANCE, export_onnx
+from mmxformer.cli import (check_before_export, exit_on_usage_error, export_failure_exits,
+                           export_parser)
+from mmxformer.deployment.export.onnx import DEFAULT_OPSET, TOLERANCE, export_onnx
 from mmxformer.utils.config import load_config
 
 
 def parse_args(argv=None):
     parser = export_parser(
-        __doc__, 'the ONNX file to write',
+        __doc__,
+        'the ONNX file to write',
         epilog='Detectors: box decoding and NMS are not in the graph; run them on the outputs.')
-    parser.add_argument('--dynamic', action='store_true',
-                        help='dynamic batch, height and width; checked at a second size too')
-    parser.add_argument('--check-shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='with --dynamic, the input size of the second check '
-                        '(default: --shape plus 32 64)')
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                        help=f'ONNX opset version (default {DEFAULT_OPSET})')
-    parser.add_argument('--tolerance', type=float, default=TOLERANCE,
-                        help=f'largest absolute difference allowed between onnxruntime and '
-                        f'PyTorch (default {TOLERANCE:g})')
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='dynamic batch, height and width; checked at a second size too')
+    parser.add_argument(
+        '--check-shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='with --dynamic, the input size of the second check '
+        '(default: --shape plus 32 64)')
+    parser.add_argument(
+        '--opset',
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f'ONNX opset version (default {DEFAULT_OPSET})')
+    parser.add_argument(
+        '--tolerance',
+        type=float,
+        default=TOLERANCE,
+        help=f'largest absolute difference allowed between onnxruntime and '
+        f'PyTorch (default {TOLERANCE:g})')
     args = parser.parse_args(argv)
     if args.check_shape and not args.dynamic:
         parser.error('--check-shape needs --dynamic (a static graph runs at --shape only)')

@@ -6,7 +6,7 @@
 What mmdeploy's ``tools/deploy.py`` does for the ONNX Runtime backend, in this process:
 ``mmdeploy.apis.torch2onnx`` exports the model (traced on IMG) to ``DIR/<save_file>`` of the
 deploy config (``end2end.onnx``), inside
-:func:`mmxformer.deployment.mmdeploy_compat.torchscript_onnx_export`, which gives mmdeploy 1.3.1
+:func:`mmxformer.deployment.mmdeploy.compat.torchscript_onnx_export`, which gives mmdeploy 1.3.1
 the TorchScript-based exporter it was written for on torch >= 2.9. Then the backend model
 (``mmdeploy.apis.utils.build_task_processor(...).build_backend_model``) and the toolbox's
 PyTorch model run on the test images (default: IMG) and their predictions are compared
@@ -24,10 +24,10 @@ import tempfile
 
 from mmengine.config import DictAction
 
-from mmxformer.deployment.mmdeploy_check import (BackendMismatchError, check_records,
-                                                 compare_with_pytorch, format_record)
-from mmxformer.deployment.mmdeploy_compat import torchscript_onnx_export
-from mmxformer.utils.state_dict import read_state_dict
+from mmxformer.checkpoint.state_dict import read_state_dict
+from mmxformer.deployment.mmdeploy.check import check_records, compare_with_pytorch, format_record
+from mmxformer.deployment.mmdeploy.compat import torchscript_onnx_export
+from mmxformer.tasks.base import BackendMismatchError
 
 
 def parse_args(argv=None):
@@ -39,16 +39,28 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', required=True, help='where the backend files go')
     parser.add_argument('--test-img', nargs='+', help='images of the check (default: IMG)')
     parser.add_argument('--device', default='cpu', help='device of the conversion and check')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace the backend file if DIR holds one already')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the model config, e.g. '
-                        'model.test_cfg.mode=whole')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace the backend file if DIR holds one already')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the model config, e.g. '
+        'model.test_cfg.mode=whole')
     return parser.parse_args(argv)
 
 
-def convert(deploy_cfg_path, model_cfg_path, checkpoint, img, work_dir, test_images=None,
-            device='cpu', overwrite=False, cfg_options=None):
+def convert(deploy_cfg_path,
+            model_cfg_path,
+            checkpoint,
+            img,
+            work_dir,
+            test_images=None,
+            device='cpu',
+            overwrite=False,
+            cfg_options=None):
     """Export with ``mmdeploy.apis.torch2onnx``, check, and move the file into ``work_dir``.
 
     Args:
@@ -65,7 +77,7 @@ def convert(deploy_cfg_path, model_cfg_path, checkpoint, img, work_dir, test_ima
 
     Returns:
         tuple[str, list[dict]]: the backend file and the records of the check
-        (:func:`mmxformer.deployment.mmdeploy_check.compare_with_pytorch`).
+        (:func:`mmxformer.deployment.mmdeploy.check.compare_with_pytorch`).
 
     Raises:
         FileExistsError: the backend file exists and ``overwrite`` is not set.
@@ -98,8 +110,7 @@ def convert(deploy_cfg_path, model_cfg_path, checkpoint, img, work_dir, test_ima
         with torchscript_onnx_export():
             torch2onnx(img, staging, save_file, deploy_cfg, model_cfg, checkpoint, device=device)
         records = compare_with_pytorch(deploy_cfg, model_cfg, checkpoint,
-                                       [osp.join(staging, save_file)], test_images or [img],
-                                       device)
+                                       [osp.join(staging, save_file)], test_images or [img], device)
         check_records(records)
         os.replace(osp.join(staging, save_file), target)
     finally:

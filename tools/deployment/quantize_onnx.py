@@ -10,12 +10,10 @@ set, read through its test pipeline and the model's data preprocessor and resize
 The agreement of the int8 file with the fp32 model on as many test images is printed. An
 existing --out file is replaced only with --overwrite.
 """
-from mmxformer.deployment.export_options import (add_calibration_argument,
-                                                 check_before_export,
-                                                 check_calibration_argument,
-                                                 exit_on_usage_error, export_failure_exits,
-                                                 export_parser)
-from mmxformer.deployment.quantization import export_onnx_int8
+from mmxformer.cli import (add_calibration_argument, check_before_export,
+                           check_calibration_argument, exit_on_usage_error, export_failure_exits,
+                           export_parser)
+from mmxformer.deployment.export.onnx_int8 import export_onnx_int8
 from mmxformer.utils.config import load_config
 
 

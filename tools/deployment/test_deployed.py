@@ -17,17 +17,11 @@ import json
 
 from mmengine.config import DictAction
 
-from mmxformer.deployment.deployed_evaluation import evaluate_deployed
-from mmxformer.deployment.export_options import exit_on_usage_error
+from mmxformer.cli import UsageError, check_output_file, exit_on_usage_error
+from mmxformer.deployment.evaluate import evaluate_deployed
+from mmxformer.tasks import task_of
 from mmxformer.utils.config import load_config
 from mmxformer.utils.fileio import write_text_atomically
-from mmxformer.utils.run_options import UsageError, check_output_file
-
-AGREEMENT = {
-    'mmpretrain': 'same top-1 class',
-    'mmdet': 'detections scoring >= 0.3 matched (same label, IoU >= 0.5)',
-    'mmseg': 'pixels with the same label',
-}
 
 
 def parse_args(argv=None):
@@ -37,8 +31,11 @@ def parse_args(argv=None):
     parser.add_argument('files', nargs='+', metavar='FILE', help='.pte or .onnx files')
     parser.add_argument('--out', help='write the metrics of every model to this JSON file')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, e.g. test_dataloader.batch_size=1')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, e.g. test_dataloader.batch_size=1')
     return parser.parse_args(argv)
 
 
@@ -53,8 +50,7 @@ def main(argv=None):
         raise UsageError(str(error)) from None
     headline = results['headline']
     reference = results['models']['pytorch']['metrics'][headline]
-    toolbox = cfg.default_scope
-    print(f"{results['images']} test images; agreement: {AGREEMENT[toolbox]}")
+    print(f"{results['images']} test images; agreement: {task_of(cfg).agreement_description}")
     print(f'| model | {headline} | difference | agreement | MiB |')
     print('|---|---|---|---|---|')
     for name, record in results['models'].items():

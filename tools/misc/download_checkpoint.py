@@ -3,14 +3,15 @@
 Examples:
     python tools/misc/download_checkpoint.py MODEL_NAME
     python tools/misc/download_checkpoint.py https://host/xformer-s_in1k_20240517-1a2b3c4d.pth
-    python tools/misc/download_checkpoint.py https://host/weights.pth --sha256 HEX --out checkpoints/
+    python tools/misc/download_checkpoint.py https://host/weights.pth --sha256 HEX \
+        --out checkpoints/
 
 Prints the path of the verified file. The cache is $MMXFORMER_HOME/checkpoints, by default
 ~/.cache/mmxformer/checkpoints.
 """
 import argparse
 
-from mmxformer.apis.download import DownloadError, download_checkpoint
+from mmxformer.checkpoint.download import DownloadError, download_checkpoint
 
 
 def parse_args(argv=None):

@@ -11,7 +11,7 @@ venv=${VENV:-$root/.venv}
 py=$venv/bin/python
 stamp=$venv/.mmxformer-installed
 reqs=("$root/requirements/runtime.txt" "$root/requirements/tests.txt"
-      "$root/requirements/deploy.txt" "$root/requirements/mmdeploy.txt" "$root/setup.py")
+      "$root/requirements/lint.txt" "$root/requirements/deploy.txt" "$root/requirements/mmdeploy.txt" "$root/setup.py")
 
 if [ -f "$stamp" ] && [ -z "$(find "${reqs[@]}" -newer "$stamp")" ]; then
     exit 0
@@ -40,7 +40,7 @@ else
         "${pip[@]}" --no-build-isolation --no-deps .)
     "${pip[@]}" -r "$root/requirements/runtime.txt"
 fi
-"${pip[@]}" -r "$root/requirements/tests.txt"
+"${pip[@]}" -r "$root/requirements/tests.txt" -r "$root/requirements/lint.txt"
 # The deployment extra (ExecuTorch, torchao, ...), pinned to versions that keep our torch: the
 # constraint makes pip fail rather than replace it.
 "${pip[@]}" -r "$root/requirements/deploy.txt" \

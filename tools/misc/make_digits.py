@@ -13,7 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mmxformer.digits import make_digits_cls, make_digits_det, make_digits_seg
+from mmxformer.data.digits import make_digits_cls, make_digits_det, make_digits_seg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA_DIR = osp.join(ROOT, 'data')
@@ -23,23 +23,43 @@ MAKERS = dict(det=make_digits_det, seg=make_digits_seg, cls=make_digits_cls)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('task', choices=[*MAKERS, 'all'], help='which set to write')
-    parser.add_argument('--out', help='output directory (with `all`: their parent); defaults to '
-                        f'{DATA_DIR}/digits_<task>')
+    parser.add_argument(
+        '--out',
+        help='output directory (with `all`: their parent); defaults to '
+        f'{DATA_DIR}/digits_<task>')
     parser.add_argument('--seed', type=int, default=0, help='seed of the scenes (default 0)')
-    parser.add_argument('--num-train', type=int, help='training images (det 2000, seg 1000, '
-                        'cls 48000)')
-    parser.add_argument('--num-val', type=int, help='validation images (det 200, seg 100); for '
-                        'cls the test images (each held-out digit once: 360)')
-    parser.add_argument('--image-size', type=int, nargs='+', metavar='SIZE',
-                        help='H W, or one side for a square (det 160, seg 128 256, cls 32)')
-    parser.add_argument('--digit-size', type=int, nargs=2, metavar=('MIN', 'MAX'),
-                        help="least and most height in pixels of a digit's 8x8 cell "
-                        '(det, seg 28 64; cls 14 28)')
-    parser.add_argument('--num-digits', type=int, nargs=2, metavar=('MIN', 'MAX'),
-                        help='least and most digits per image (det 1 4, seg 1 5; not cls)')
-    parser.add_argument('--force', action='store_true',
-                        help='replace a set that this tool made with other arguments (never '
-                        'a directory without its manifest)')
+    parser.add_argument(
+        '--num-train', type=int, help='training images (det 2000, seg 1000, '
+        'cls 48000)')
+    parser.add_argument(
+        '--num-val',
+        type=int,
+        help='validation images (det 200, seg 100); for '
+        'cls the test images (each held-out digit once: 360)')
+    parser.add_argument(
+        '--image-size',
+        type=int,
+        nargs='+',
+        metavar='SIZE',
+        help='H W, or one side for a square (det 160, seg 128 256, cls 32)')
+    parser.add_argument(
+        '--digit-size',
+        type=int,
+        nargs=2,
+        metavar=('MIN', 'MAX'),
+        help="least and most height in pixels of a digit's 8x8 cell "
+        '(det, seg 28 64; cls 14 28)')
+    parser.add_argument(
+        '--num-digits',
+        type=int,
+        nargs=2,
+        metavar=('MIN', 'MAX'),
+        help='least and most digits per image (det 1 4, seg 1 5; not cls)')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='replace a set that this tool made with other arguments (never '
+        'a directory without its manifest)')
     args = parser.parse_args(argv)
     if args.image_size is not None and len(args.image_size) > 2:
         parser.error('--image-size takes H W, or one side for a square')
@@ -50,8 +70,8 @@ def parse_args(argv=None):
 
 def maker_kwargs(task, args):
     """The arguments of ``task``'s maker that the command line sets."""
-    kwargs = dict(seed=args.seed, force=args.force, num_train=args.num_train,
-                  digit_size=args.digit_size)
+    kwargs = dict(
+        seed=args.seed, force=args.force, num_train=args.num_train, digit_size=args.digit_size)
     if args.image_size is not None:
         kwargs['image_size'] = (args.image_size * 2)[:2]
     kwargs['num_test' if task == 'cls' else 'num_val'] = args.num_val

@@ -1,5 +1,5 @@
 """Check the datasets of a config before a run: every file exists, images and label maps decode,
-labels and boxes are valid, no set is empty (see :mod:`mmxformer.utils.data_check`).
+labels and boxes are valid, no set is empty (see :mod:`mmxformer.data.checks`).
 
 Examples:
     python tools/misc/verify_dataset.py configs/xformer_yolov3_digits.py
@@ -12,8 +12,8 @@ import argparse
 
 from mmengine.config import DictAction
 
+from mmxformer.data.checks import MAX_SCAN, SPLITS, check_dataset_config
 from mmxformer.utils.config import load_config
-from mmxformer.utils.data_check import MAX_SCAN, SPLITS, check_dataset_config
 
 
 def positive_int(text):
@@ -26,13 +26,23 @@ def positive_int(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file path (or package::name)')
-    parser.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS),
-                        help='data loaders to check (default: all)')
-    parser.add_argument('--max-scan', type=positive_int, default=MAX_SCAN,
-                        help=f'most samples decoded per dataset, an even sample of a larger set '
-                        f'(default: {MAX_SCAN}); every file must exist all the same')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, as key=value pairs')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        choices=SPLITS,
+        default=list(SPLITS),
+        help='data loaders to check (default: all)')
+    parser.add_argument(
+        '--max-scan',
+        type=positive_int,
+        default=MAX_SCAN,
+        help=f'most samples decoded per dataset, an even sample of a larger set '
+        f'(default: {MAX_SCAN}); every file must exist all the same')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs')
     return parser.parse_args(argv)
 
 

@@ -10,8 +10,8 @@ atomically. Prints the path and the SHA-256.
 """
 import argparse
 
-from mmxformer.apis.checkpoint import publish_checkpoint
-from mmxformer.utils.safe_load import UnsafeCheckpointError
+from mmxformer.checkpoint.publish import publish_checkpoint
+from mmxformer.checkpoint.safe_load import UnsafeCheckpointError
 
 
 def parse_args(argv=None):

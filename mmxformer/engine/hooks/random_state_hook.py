@@ -27,8 +27,11 @@ def get_random_state():
     generators, as ``torch.load(weights_only=True)`` rebuilds them (tuples, ints, arrays,
     tensors)."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
-    return dict(python=random.getstate(), numpy=np.random.get_state(),
-                torch=torch.get_rng_state(), cuda=cuda)
+    return dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state(),
+        cuda=cuda)
 
 
 def set_random_state(state):

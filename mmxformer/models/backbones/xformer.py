@@ -1,8 +1,9 @@
 """XFormer backbone: MobileNetV3 blocks for the high-resolution stages, XF blocks (MobileViT
 blocks with Cross Feature Attention) for the low-resolution ones."""
+import collections.abc
 import difflib
 import numbers
-from collections.abc import Sequence
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -13,8 +14,8 @@ from mmengine.model.weight_init import update_init_info
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmxformer.checkpoint.state_dict import load_pretrained, pretrained_init_cfgs
 from mmxformer.registry import MODELS
-from mmxformer.utils.state_dict import load_pretrained, pretrained_init_cfgs
 from ..layers import MV3Block, XFBlock
 
 # The smallest value of each key of an arch dict: the per-stage lists (STAGE_KEYS), then the
@@ -22,8 +23,7 @@ from ..layers import MV3Block, XFBlock
 STAGE_MINIMA = dict(channels=1, num_blocks=1, strides=1, embed_dims=0, depths=0, mlp_ratios=0)
 SCALAR_MINIMA = dict(stem_channels=1, expand_ratio=1, qkv_dims=1, num_heads=1, last_channels=1)
 STAGE_KEYS = tuple(STAGE_MINIMA)
-ARCH_KEYS = ('stem_channels', *STAGE_KEYS, 'expand_ratio', 'qkv_dims', 'num_heads',
-             'last_channels')
+ARCH_KEYS = ('stem_channels', *STAGE_KEYS, 'expand_ratio', 'qkv_dims', 'num_heads', 'last_channels')
 #: The dtypes of the inputs XFormer takes besides that of its weights (float16 and bfloat16 for
 #: autocast, which casts them where needed).
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -97,7 +97,8 @@ class XFormer(BaseModule):
     # One column per stage. channels: output channels; num_blocks: MV3 blocks; strides: stride of
     # the first MV3 block; embed_dims, depths, mlp_ratios: the XF block (embed_dims 0: none).
     arch_settings = {
-        'small': dict(
+        'small':
+        dict(
             stem_channels=16,
             channels=[32, 64, 96, 128, 160],
             num_blocks=[1, 3, 1, 1, 1],
@@ -110,7 +111,8 @@ class XFormer(BaseModule):
             num_heads=4,
             last_channels=640),
         # XS and XXS are ours: MobileViT-XS/XXS widths with the XS-S depths and MLP ratios.
-        'xsmall': dict(
+        'xsmall':
+        dict(
             stem_channels=16,
             channels=[32, 48, 64, 80, 96],
             num_blocks=[1, 3, 1, 1, 1],
@@ -122,7 +124,8 @@ class XFormer(BaseModule):
             qkv_dims=64,
             num_heads=4,
             last_channels=384),
-        'xxsmall': dict(
+        'xxsmall':
+        dict(
             stem_channels=16,
             channels=[16, 24, 48, 64, 80],
             num_blocks=[1, 3, 1, 1, 1],
@@ -137,20 +140,20 @@ class XFormer(BaseModule):
     }
 
     def __init__(self,
-                 arch='small',
-                 in_channels=3,
-                 out_indices=-1,
-                 frozen_stages=-1,
-                 attn_cfg=dict(type='CrossFeatureAttention'),
-                 patch_size=2,
-                 drop_path_rate=0.,
-                 norm_eval=False,
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 act_cfg=dict(type='SiLU'),
-                 deploy=False,
-                 init_cfg=[
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 frozen_stages: int = -1,
+                 attn_cfg: dict = dict(type='CrossFeatureAttention'),
+                 patch_size: int = 2,
+                 drop_path_rate: float = 0.,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 act_cfg: dict = dict(type='SiLU'),
+                 deploy: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm', 'LayerNorm'])
                  ]):
@@ -254,8 +257,7 @@ class XFormer(BaseModule):
         if len(set(lengths.values())) != 1 or not lengths['channels']:
             raise ValueError(f'The per-stage lists of a custom arch must have the same length, '
                              f'one stage at least, got {lengths}')
-        for i, xf_block in enumerate(zip(arch['embed_dims'], arch['depths'],
-                                         arch['mlp_ratios'])):
+        for i, xf_block in enumerate(zip(arch['embed_dims'], arch['depths'], arch['mlp_ratios'])):
             if any(xf_block) and not all(xf_block):
                 raise ValueError(f'Stage {i} of the custom arch has embed_dims, depths and '
                                  f'mlp_ratios {xf_block}: an XF block needs all three non-zero, '
@@ -271,8 +273,8 @@ class XFormer(BaseModule):
                 range, or a stage named twice.
         """
         indices = [out_indices] if _is_int(out_indices) else out_indices
-        if (isinstance(indices, str) or not isinstance(indices, Sequence) or not indices
-                or not all(_is_int(index) for index in indices)):
+        if (isinstance(indices, str) or not isinstance(indices, collections.abc.Sequence)
+                or not indices or not all(_is_int(index) for index in indices)):
             raise TypeError(f'out_indices must be an int or a non-empty sequence of ints, '
                             f'got {out_indices!r} ({type(out_indices).__name__})')
         for index in indices:
@@ -295,12 +297,12 @@ class XFormer(BaseModule):
         backbone does not build: a checkpoint's weights for them are not needed."""
         return tuple(f'stages.{i}.' for i in range(len(self.stages), self.num_stages))
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         """Initialise the weights as ``init_cfg`` says.
 
         Its ``Pretrained`` entries (whatever the spelling of the type: ``'Pretrained'``,
         ``'mmengine.Pretrained'``, ``PretrainedInit``) are loaded here, last, with
-        :func:`~mmxformer.utils.state_dict.load_pretrained`: through the safe loader, and only
+        :func:`~mmxformer.checkpoint.state_dict.load_pretrained`: through the safe loader, and only
         when the checkpoint fits (mmengine's own loading is not strict and only logs what does
         not fit). The stages this backbone does not build may be in the checkpoint.
 
@@ -321,8 +323,12 @@ class XFormer(BaseModule):
                 raise ValueError(f"A Pretrained init_cfg needs 'checkpoint', got {cfg}")
             checkpoint, prefix = cfg['checkpoint'], cfg.get('prefix')
             print_log(f'load {prefix or "the model"} from {checkpoint}', logger='current')
-            load_pretrained(self, checkpoint, prefix, cfg.get('map_location', 'cpu'),
-                            allow_unexpected=self.unbuilt_prefixes)
+            load_pretrained(
+                self,
+                checkpoint,
+                prefix,
+                cfg.get('map_location', 'cpu'),
+                allow_unexpected=self.unbuilt_prefixes)
             if hasattr(self, '_params_init_info'):  # the log of a model XFormer is part of
                 update_init_info(self, init_info=f'Pretrained: loaded from {checkpoint}')
 
@@ -331,7 +337,7 @@ class XFormer(BaseModule):
         """Channels of each output, in the order of ``out_indices``."""
         return tuple(self.stage_channels[i] for i in self.out_indices)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
         x = self.stem(x)
         outs = []
@@ -345,8 +351,8 @@ class XFormer(BaseModule):
         # A few attribute reads: nothing measurable next to the stem conv.
         expected = f'a float32, float16 or bfloat16 tensor of shape (B, {self.in_channels}, H, W)'
         if not isinstance(x, torch.Tensor):
-            hint = ('stack the images into one tensor (the data_preprocessor does)'
-                    if isinstance(x, (list, tuple)) else 'convert it with torch.as_tensor')
+            hint = ('stack the images into one tensor (the data_preprocessor does)' if isinstance(
+                x, (list, tuple)) else 'convert it with torch.as_tensor')
             kind = type(x).__qualname__
             if type(x).__module__ != 'builtins':
                 kind = f'{type(x).__module__}.{kind}'
@@ -364,7 +370,7 @@ class XFormer(BaseModule):
                              f'{self.total_stride} pixels (its total stride), '
                              f'got {tuple(x.shape[2:])}')
 
-    def switch_to_deploy(self):
+    def switch_to_deploy(self) -> None:
         """Fold every BatchNorm into the conv it follows, in place, as mmpretrain's MobileOne
         and RepVGG do: mmcv's ``fuse_conv_bn``, as :func:`mmxformer.deployment.deploy` runs it.
 
@@ -390,7 +396,7 @@ class XFormer(BaseModule):
             for param in module.parameters():
                 param.requires_grad = False
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> 'XFormer':
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

@@ -1,5 +1,6 @@
-from .cross_feature_attention import CrossFeatureAttention
+from .cross_feature_attention import CrossFeatureAttention, RuntimeCrossFeatureAttention
 from .identity_mixer import IdentityMixer
+from .layer_norm import RuntimeLayerNorm
 from .mv3_block import MV3Block
 from .self_attention import MultiheadSelfAttention
 from .squeeze_excitation import SqueezeExcitation, make_divisible
@@ -8,5 +9,6 @@ from .xf_block import XFBlock
 
 __all__ = [
     'CrossFeatureAttention', 'IdentityMixer', 'MultiheadSelfAttention', 'MV3Block',
-    'SqueezeExcitation', 'TransformerLayer', 'XFBlock', 'make_divisible'
+    'RuntimeCrossFeatureAttention', 'RuntimeLayerNorm', 'SqueezeExcitation', 'TransformerLayer',
+    'XFBlock', 'make_divisible'
 ]

@@ -3,11 +3,17 @@
 Like every token mixer of the XF block (chosen through ``attn_cfg``), it takes tokens of shape
 (B, N, C) and returns the same shape. The reference formula it is checked against is in
 ``docs/xfa.md``.
+
+:meth:`CrossFeatureAttention.runtime_form` gives the same function for inference in a form that
+runtimes without ``norm``, ``eye``, ``diagonal`` or ``split`` (XNNPACK) run whole:
+:class:`RuntimeCrossFeatureAttention`.
 """
 import math
+from typing import List, Optional, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmxformer.registry import MODELS
@@ -49,13 +55,13 @@ class CrossFeatureAttention(BaseModule):
     """
 
     def __init__(self,
-                 embed_dims,
-                 qkv_dims=96,
-                 num_heads=4,
-                 temperature_init=1.0,
-                 qkv_bias=True,
-                 eps=1e-6,
-                 init_cfg=None):
+                 embed_dims: int,
+                 qkv_dims: int = 96,
+                 num_heads: int = 4,
+                 temperature_init: float = 1.0,
+                 qkv_bias: bool = True,
+                 eps: float = 1e-6,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         if qkv_dims % num_heads:
             raise ValueError(f'qkv_dims ({qkv_dims}) must be divisible by num_heads '
@@ -66,19 +72,18 @@ class CrossFeatureAttention(BaseModule):
         self.qkv = nn.Linear(embed_dims, 3 * qkv_dims, bias=qkv_bias)
         # w_c (a 1x1 conv d -> 1) and W_f (a 1x1 conv d -> d), one of each per head.
         self.context_weight = nn.Parameter(torch.empty(num_heads, self.head_dims))
-        self.feature_weight = nn.Parameter(
-            torch.empty(num_heads, self.head_dims, self.head_dims))
+        self.feature_weight = nn.Parameter(torch.empty(num_heads, self.head_dims, self.head_dims))
         self.temperature = nn.Parameter(torch.full((num_heads, ), float(temperature_init)))
         self.proj = nn.Linear(qkv_dims, embed_dims)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Initialise w_c and W_f as PyTorch initialises the 1x1 convs they stand for."""
         bound = 1 / math.sqrt(self.head_dims)
         nn.init.uniform_(self.context_weight, -bound, bound)
         nn.init.uniform_(self.feature_weight, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, _ = x.shape
         h, d = self.num_heads, self.head_dims
         qkv = self.qkv(x)
@@ -98,3 +103,56 @@ class CrossFeatureAttention(BaseModule):
         scale = (self.temperature[:, None] * feature).reshape(B, h * d, 1)
         weight = scale * self.proj.weight.t()
         return torch.baddbmm(self.proj.bias, v, weight)
+
+    def runtime_form(self) -> 'RuntimeCrossFeatureAttention':
+        """This attention for inference, with its constant matrices built from the weights now
+        (see :class:`RuntimeCrossFeatureAttention`)."""
+        return RuntimeCrossFeatureAttention(self)
+
+
+class RuntimeCrossFeatureAttention(nn.Module):
+    """:class:`CrossFeatureAttention` of a frozen model, with its constant matrices built once
+    and without the ops XNNPACK lacks (``norm``, ``eye``, ``diagonal``, ``split``):
+
+    - the L2 norms of the queries and keys: sqrt(d · mean(x²)), the mean over the two innermost
+      axes of the qkv projection viewed as (B, N · 2h, 1, d);
+    - the diagonal blocks k̄_h of the product of all heads' weights with all heads' keys: a
+      mask keeps block h of row h, and a product with a row of ones sums the rows;
+    - w_c (block-diagonal, (h·d, h)) and λ_h W_f (block-diagonal, (h·d, h·d)) as constants.
+
+    Args:
+        attn (CrossFeatureAttention): The module to replace; its weights are copied, so later
+            changes to them are not seen.
+    """
+
+    def __init__(self, attn: CrossFeatureAttention):
+        super().__init__()
+        h, d = attn.num_heads, attn.head_dims
+        self.num_heads, self.head_dims, self.eps = h, d, attn.eps
+        self.qkv, self.proj = attn.qkv, attn.proj
+        with torch.no_grad():
+            eye = torch.eye(h, dtype=attn.context_weight.dtype)
+            context = (attn.context_weight[:, :, None] * eye[:, None]).reshape(h * d, h)
+            feature = attn.temperature[:, None, None] * attn.feature_weight.transpose(1, 2)
+            blocks = torch.block_diag(*feature)  # (h·d, h·d): row (h, e), column (h, d)
+            mask = eye.repeat_interleave(d, dim=1)  # (h, h·d): 1 where column block == row
+        # as weights of F.linear, (out, in): a broadcasting matmul would leave expand_copy ops
+        # to the portable kernels
+        self.register_buffer('context', context.t().contiguous(), persistent=False)
+        self.register_buffer('feature', blocks.t().contiguous(), persistent=False)
+        self.register_buffer('mask', mask, persistent=False)
+        self.register_buffer('ones', torch.ones(1, h), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        h, d = self.num_heads, self.head_dims
+        qkv = self.qkv(x)
+        q, k, v = qkv[..., :h * d], qkv[..., h * d:2 * h * d], qkv[..., 2 * h * d:]
+        squares = qkv[..., :2 * h * d].reshape(B, N * 2 * h, 1, d)
+        norms = torch.sqrt((squares * squares).mean((2, 3), keepdim=True) * d)
+        norms = norms.reshape(B, N, 2 * h).clamp_min(self.eps)
+        weights = F.linear(q, self.context) / (norms[..., :h] * norms[..., h:])  # (B, N, h)
+        keys = torch.bmm(weights.transpose(1, 2), k) * self.mask  # (B, h, h·d), blocks h of h
+        key = F.linear(keys.transpose(1, 2), self.ones).transpose(1, 2)  # (B, 1, h·d)
+        scale = F.linear(key, self.feature).reshape(B, h * d, 1) / N
+        return torch.bmm(v, scale * self.proj.weight.t()) + self.proj.bias

@@ -1,4 +1,7 @@
 """No token mixing at all: XFormer's attention-free skeleton, to measure what attention costs."""
+from typing import Optional
+
+import torch
 import torch.nn as nn
 
 from mmxformer.registry import MODELS
@@ -15,8 +18,11 @@ class IdentityMixer(nn.Module):
         num_heads (int, optional): Unused, as ``qkv_dims``.
     """
 
-    def __init__(self, embed_dims, qkv_dims=None, num_heads=None):
+    def __init__(self,
+                 embed_dims: int,
+                 qkv_dims: Optional[int] = None,
+                 num_heads: Optional[int] = None):
         super().__init__()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

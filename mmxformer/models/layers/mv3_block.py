@@ -1,4 +1,7 @@
 """The MobileNetV3 block of XFormer's high-resolution stages."""
+from typing import List, Optional, Union
+
+import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
@@ -26,17 +29,17 @@ class MV3Block(BaseModule):
     """
 
     def __init__(self,
-                 in_channels,
-                 out_channels,
-                 stride=1,
-                 expand_ratio=4,
-                 se_reduction=4,
-                 drop_path_rate=0.,
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 act_cfg=dict(type='SiLU'),
-                 init_cfg=None):
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int = 1,
+                 expand_ratio: int = 4,
+                 se_reduction: int = 4,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 act_cfg: dict = dict(type='SiLU'),
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         hidden = in_channels * expand_ratio
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
@@ -49,9 +52,9 @@ class MV3Block(BaseModule):
         self.project = ConvModule(hidden, out_channels, 1, act_cfg=None, **common)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
-    def _forward(self, x):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.depthwise(self.expand(x))))
         return x + self.drop_path(out) if self.use_residual else out
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return checkpointed(self._forward, x, self.with_cp)

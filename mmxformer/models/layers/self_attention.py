@@ -1,5 +1,8 @@
 """Multi-head self-attention, softmax(QKᵀ/√d)·V as in MobileViT: the paper's baseline for XFA,
 quadratic in the number of tokens."""
+from typing import List, Optional, Union
+
+import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
@@ -21,7 +24,12 @@ class MultiheadSelfAttention(BaseModule):
         init_cfg (dict, optional): Initialization config dict. Defaults to None.
     """
 
-    def __init__(self, embed_dims, qkv_dims=96, num_heads=4, qkv_bias=True, init_cfg=None):
+    def __init__(self,
+                 embed_dims: int,
+                 qkv_dims: int = 96,
+                 num_heads: int = 4,
+                 qkv_bias: bool = True,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         if qkv_dims % num_heads:
             raise ValueError(f'qkv_dims ({qkv_dims}) must be divisible by num_heads '
@@ -31,7 +39,7 @@ class MultiheadSelfAttention(BaseModule):
         self.qkv = nn.Linear(embed_dims, 3 * qkv_dims, bias=qkv_bias)
         self.proj = nn.Linear(qkv_dims, embed_dims)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, _ = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)

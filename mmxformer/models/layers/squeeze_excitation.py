@@ -1,10 +1,13 @@
 """Squeeze-excitation, the channel gate of the MV3 block."""
+from typing import List, Optional, Union
+
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 from mmengine.model import BaseModule
 
 
-def make_divisible(value, divisor=8):
+def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to the nearest multiple of ``divisor``, never below 90 % of it."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
@@ -20,13 +23,17 @@ class SqueezeExcitation(BaseModule):
         init_cfg (dict, optional): Initialization config dict. Defaults to None.
     """
 
-    def __init__(self, channels, reduction=4, act_cfg=dict(type='SiLU'), init_cfg=None):
+    def __init__(self,
+                 channels: int,
+                 reduction: int = 4,
+                 act_cfg: dict = dict(type='SiLU'),
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         squeezed = make_divisible(channels // reduction)
         self.reduce = nn.Conv2d(channels, squeezed, 1)
         self.act = build_activation_layer(act_cfg)
         self.expand = nn.Conv2d(squeezed, channels, 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True))))
         return x * gate.sigmoid()

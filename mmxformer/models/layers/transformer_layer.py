@@ -1,4 +1,7 @@
 """The pre-norm transformer layer of the XF block, with a swappable token mixer."""
+from typing import List, Optional, Union
+
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
@@ -22,13 +25,13 @@ class TransformerLayer(BaseModule):
     """
 
     def __init__(self,
-                 embed_dims,
-                 mlp_ratio,
-                 attn_cfg,
-                 drop_path_rate=0.,
-                 norm_cfg=dict(type='LN'),
-                 act_cfg=dict(type='GELU'),
-                 init_cfg=None):
+                 embed_dims: int,
+                 mlp_ratio: float,
+                 attn_cfg: dict,
+                 drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='LN'),
+                 act_cfg: dict = dict(type='GELU'),
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         hidden = int(embed_dims * mlp_ratio)
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
@@ -39,6 +42,6 @@ class TransformerLayer(BaseModule):
             nn.Linear(hidden, embed_dims))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))

@@ -1,4 +1,6 @@
 """The XF block: a MobileViT block whose transformer layers use a swappable attention."""
+from typing import List, Optional, Sequence, Tuple, Union
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
@@ -37,20 +39,20 @@ class XFBlock(BaseModule):
     """
 
     def __init__(self,
-                 channels,
-                 embed_dims,
-                 depth,
-                 mlp_ratio,
-                 attn_cfg,
-                 patch_size=2,
-                 drop_path_rates=None,
-                 with_cp=False,
-                 conv_cfg=None,
-                 norm_cfg=dict(type='BN'),
-                 act_cfg=dict(type='SiLU'),
-                 transformer_norm_cfg=dict(type='LN'),
-                 transformer_act_cfg=dict(type='GELU'),
-                 init_cfg=None):
+                 channels: int,
+                 embed_dims: int,
+                 depth: int,
+                 mlp_ratio: float,
+                 attn_cfg: dict,
+                 patch_size: int = 2,
+                 drop_path_rates: Optional[Sequence[float]] = None,
+                 with_cp: bool = False,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 act_cfg: dict = dict(type='SiLU'),
+                 transformer_norm_cfg: dict = dict(type='LN'),
+                 transformer_act_cfg: dict = dict(type='GELU'),
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         drop_path_rates = drop_path_rates or [0.] * depth
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
@@ -67,7 +69,7 @@ class XFBlock(BaseModule):
         self.from_tokens = ConvModule(embed_dims, channels, 1, **common)
         self.fuse = ConvModule(2 * channels, channels, 3, padding=1, **common)
 
-    def unfold(self, x):
+    def unfold(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """(B, D, H, W) -> (B·p², N, D) with N = ⌈H/p⌉·⌈W/p⌉, zero-padding H and W to p.
 
         One copy whatever the memory format; from channels-last it moves whole D-vectors. When
@@ -81,7 +83,7 @@ class XFBlock(BaseModule):
         tokens = x.reshape(B, D, h, p, w, p).permute(0, 3, 5, 2, 4, 1)
         return tokens.reshape(B * p * p, h * w, D), (h, w)
 
-    def fold(self, tokens, grid, like):
+    def fold(self, tokens: torch.Tensor, grid: Tuple[int, int], like: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`unfold`: (B·p², N, D) -> (B, D, H, W), cropped to the size of
         ``like`` and in its memory format, in one copy (out of place, so that it can be traced)."""
         p, (h, w) = self.patch_size, grid
@@ -94,7 +96,7 @@ class XFBlock(BaseModule):
             x = tokens.permute(0, 5, 3, 1, 4, 2).reshape(B, D, h * p, w * p)
         return x[:, :, :like.shape[2], :like.shape[3]]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, grid = self.unfold(self.to_tokens(self.local(x)))
         for layer in self.layers:
             tokens = checkpointed(layer, tokens, self.with_cp)

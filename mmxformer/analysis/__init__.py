@@ -1,0 +1,1 @@
+"""Benchmarks and counts: latency and memory side by side, FLOPs, ExecuTorch profiles."""

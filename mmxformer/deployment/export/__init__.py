@@ -1,0 +1,1 @@
+"""Exporters, each checked by its own runtime: ONNX (onnxruntime), ExecuTorch (XNNPACK)."""
