@@ -77,13 +77,14 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
     python_requires='>=3.8',
-    # Loose on purpose: users with OpenMMLab's own CUDA wheels keep theirs
-    # (`pip install -e .`); requirements/runtime.txt pins the tested stack.
-    install_requires=['torch', 'mmengine>=0.10', 'mmcv>=2.0.0'],
+    # The oldest versions tested (the classic stack, requirements/classic.txt), and no upper
+    # bounds: users with OpenMMLab's own CUDA wheels keep theirs (`pip install -e .`);
+    # requirements/runtime.txt pins the newest stack tested.
+    install_requires=['torch>=2.1', 'mmengine>=0.10.7', 'mmcv>=2.1.0'],
     extras_require={
-        'det': ['mmdet>=3.0'],
-        'seg': ['mmsegmentation>=1.0', 'ftfy', 'regex'],
-        'cls': ['mmpretrain>=1.0'],
+        'det': ['mmdet>=3.3.0'],
+        'seg': ['mmsegmentation>=1.2.2', 'ftfy', 'regex'],
+        'cls': ['mmpretrain>=1.2.0'],
         'digits': ['scikit-learn', 'pycocotools', 'matplotlib'],
         'tests': ['pytest', 'onnx', 'onnxruntime', 'openmim==0.3.8'],
         'deploy': read_requirements('deploy'),

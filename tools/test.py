@@ -5,20 +5,18 @@
                                            [--launcher ...] [--skip-data-check]
 
 Before anything is evaluated, the test set is checked (unless --skip-data-check) and the
-checkpoint must hold every weight of the model, with its shape.
+checkpoint must hold every weight of the model, with its shape. The --out file is never
+half-written: it is renamed into place when whole.
 """
 import argparse
 import os
-import sys
 
-from mmengine.config import DictAction
-
+from mmxformer.checkpoint.safe_load import NotACheckpointError
 from mmxformer.checkpoint.state_dict import PretrainedKeysError, check_pretrained_keys
-from mmxformer.cli import (UsageError, check_output_file, check_writable_dir, enable_dump,
-                           enable_show)
-from mmxformer.data.checks import check_dataset_config
+from mmxformer.cli import (CfgOptionsAction, UsageError, check_data, check_launcher,
+                           check_output_file, check_writable_dir, enable_dump, enable_show,
+                           exit_on_usage_error, load_run_config)
 from mmxformer.engine.distributed import setup_cpu_distributed
-from mmxformer.utils.config import load_config
 
 
 def parse_args(argv=None):
@@ -33,7 +31,7 @@ def parse_args(argv=None):
         help='draw predictions into this dir, relative to the '
         "run's folder in the work dir")
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help='override settings of the config')
+        '--cfg-options', nargs='+', action=CfgOptionsAction, help='override settings of the config')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -52,8 +50,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f'Checkpoint {args.checkpoint} does not exist')
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+        raise UsageError(f'checkpoint {args.checkpoint}: no such file')
+    check_launcher(args.launcher)
+    cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
     check_writable_dir(cfg.work_dir, f'work_dir {cfg.work_dir}')
     if args.show_dir:
@@ -62,8 +61,7 @@ def main(argv=None):
         check_output_file(args.out, '--out', args.overwrite)
         enable_dump(cfg, args.out)
     if not args.skip_data_check:
-        for line in check_dataset_config(cfg, splits=('test', )):
-            print(f'data check: {line}')
+        check_data(cfg, splits=('test', ))
 
     setup_cpu_distributed(cfg)
     from mmengine.model import is_model_wrapper
@@ -73,7 +71,7 @@ def main(argv=None):
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     try:  # the runner loads with strict=False: weights that do not fit would only be logged
         check_pretrained_keys(model, args.checkpoint)
-    except PretrainedKeysError as error:
+    except (PretrainedKeysError, NotACheckpointError) as error:
         raise UsageError(f'nothing evaluated: {error}') from None
     metrics = runner.test()
     print({
@@ -83,7 +81,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UsageError as error:
-        sys.exit(f'error: {error}')
+    exit_on_usage_error(main)

@@ -4,7 +4,6 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis.jit_handles import bmm_flop_jit
 
 from ..tasks import Task, TensorModel
 
@@ -20,8 +19,6 @@ def complexity(model: nn.Module, shape: Tuple[int, int], task: Task) -> Tuple[in
     normalisations are not.
     """
     analyzer = FlopAnalyzer(TensorModel(model, task, exported=False), (torch.rand(1, 3, *shape), ))
-    analyzer.set_op_handle('aten::baddbmm',
-                           lambda inputs, outputs: bmm_flop_jit(inputs[1:3], outputs))
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     with torch.no_grad():
         flops = analyzer.total()

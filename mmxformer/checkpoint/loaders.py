@@ -10,9 +10,13 @@ environment variable turns off) and download through ``torch.hub.load_state_dict
 which unpickles with ``weights_only=False`` and keeps unverified files in torch's cache.
 :func:`install_checkpoint_loaders` replaces each of them, with the same prefixes and the same
 names (mmengine logs ``Loads checkpoint by <name> backend``). The tables of model URLs are read
-from mmengine's module at each call, as its own loaders do.
+from mmengine's module at each call, as its own loaders do; a name they lack is one line that says
+where the table is and which names are close.
 """
+import contextlib
+import difflib
 import io
+import os
 import os.path as osp
 import sys
 import tempfile
@@ -23,7 +27,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .download import download_checkpoint
-from .safe_load import load_checkpoint_safely
+from .safe_load import NotACheckpointError, load_checkpoint_safely
 
 
 def load_from_local(filename, map_location=None):
@@ -43,9 +47,14 @@ def load_from_http(filename, map_location=None):
     then :func:`load_checkpoint_safely`. As mmengine's, only local rank 0 downloads; the others
     wait, then find the verified file in the cache.
 
+    An https URL needs no hash (its SHA-256 is printed, to pin it); plain http needs the full
+    one (``#sha256=<hex>`` after the URL).
+
     Raises:
-        ValueError: No expected SHA-256 is known, or plain http without the full one.
+        ValueError: Plain http without the full SHA-256.
         DownloadError: The download failed or was refused; nothing was cached.
+        NotACheckpointError: The file is no checkpoint (e.g. a web page); it is removed from
+            the cache.
     """
     rank, world_size = get_dist_info()
     if rank == 0:
@@ -54,21 +63,47 @@ def load_from_http(filename, map_location=None):
         torch.distributed.barrier()
         if rank > 0:
             path = download_checkpoint(filename, progress=False)
-    return load_checkpoint_safely(path, map_location, source=filename)
+    try:
+        return load_checkpoint_safely(path, map_location, source=filename)
+    except NotACheckpointError:
+        # A page served instead of the file (a sign-in form, a rate limit) would be loaded from
+        # the cache again and again: the next try downloads afresh.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        raise
 
 
 def load_from_torchvision(filename, map_location=None):
-    """``torchvision://NAME`` (or the deprecated ``modelzoo://NAME``): torchvision's URL."""
-    name = filename.split('://', 1)[1]
-    return load_from_http(mmengine_checkpoint.get_torchvision_models()[name], map_location)
+    """``torchvision://NAME`` (or the deprecated ``modelzoo://NAME``): torchvision's URL.
+
+    Raises:
+        ValueError: ``NAME`` is not in mmengine's table of torchvision's weights.
+        ImportError: torchvision is not installed.
+    """
+    try:
+        table = mmengine_checkpoint.get_torchvision_models()
+    except ImportError:
+        raise ImportError(f'{filename} needs torchvision, to know its weights: install it '
+                          "(pip install torchvision), or give the checkpoint's URL") from None
+    url = model_location(
+        filename, table, "mmengine's table of torchvision's weights (mmengine/hub/"
+        'torchvision_0.12.json and torchvision.models.list_models())')
+    return load_from_http(url, map_location)
 
 
 def load_from_openmmlab(filename, map_location=None):
     """``open-mmlab://NAME`` (or ``openmmlab://NAME``): the URL, or the file under mmengine's
-    home, that mmengine's table gives."""
-    name = filename.split('://', 1)[1]
+    home, that mmengine's table gives.
+
+    Raises:
+        ValueError: ``NAME`` is not in mmengine's table.
+    """
+    prefix, name = filename.split('://', 1)
     name = mmengine_checkpoint.get_deprecated_model_names().get(name, name)
-    location = mmengine_checkpoint.get_external_models()[name]
+    location = model_location(
+        f'{prefix}://{name}', mmengine_checkpoint.get_external_models(),
+        "mmengine's table of OpenMMLab weights (mmengine/hub/openmmlab.json, and "
+        f'{osp.join(mmengine_checkpoint._get_mmengine_home(), "open_mmlab.json")} if it exists)')
     if location.startswith(('http://', 'https://')):
         return load_from_http(location, map_location)
     return load_from_local(
@@ -76,9 +111,34 @@ def load_from_openmmlab(filename, map_location=None):
 
 
 def load_from_mmcls(filename, map_location=None):
-    """``mmcls://NAME``: the URL of mmengine's table, keys converted as mmengine does."""
-    url = mmengine_checkpoint.get_mmcls_models()[filename[len('mmcls://'):]]
+    """``mmcls://NAME``: the URL of mmengine's table, keys converted as mmengine does.
+
+    Raises:
+        ValueError: ``NAME`` is not in mmengine's table.
+    """
+    url = model_location(filename, mmengine_checkpoint.get_mmcls_models(),
+                         "mmengine's table of mmcls weights (mmengine/hub/mmcls.json)")
     return mmengine_checkpoint._process_mmcls_checkpoint(load_from_http(url, map_location))
+
+
+def model_location(filename: str, table: dict, where: str) -> str:
+    """The URL (or file) that ``table`` gives for the name of ``filename`` (``PREFIX://NAME``).
+
+    Args:
+        filename (str): The checkpoint as given, e.g. ``'open-mmlab://resnet50_caffe'``.
+        table (dict): mmengine's table of names for the prefix.
+        where (str): Where the table is, for the message.
+
+    Raises:
+        ValueError: The name is not in the table.
+    """
+    prefix, name = filename.split('://', 1)
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, list(table), n=3)
+    hint = f'did you mean {", ".join(f"{prefix}://{match}" for match in close)}? ' if close else ''
+    raise ValueError(f'Unknown checkpoint {filename}: {hint}{len(table)} names are in {where}; '
+                     'use one of them, or give the checkpoint\'s URL or file instead')
 
 
 def load_from_ceph(filename, map_location=None, backend='petrel'):

@@ -6,6 +6,10 @@ no environment variable or default of torch can turn it off. mmengine's own chec
 its message hub (``HistoryBuffer`` objects with numpy arrays and scalars), so a resume needs a few
 more globals: :func:`install_safe_globals` (run by ``import mmxformer``) adds exactly those to
 torch's allow-list.
+
+Unpickled safely, a checkpoint may still carry code as text: the config mmengine stores in it,
+which mmengine's inferencers and resume run through ``Config.fromstring``. Every checkpoint loaded
+here has that text checked as data (:func:`check_stored_configs`).
 """
 import os
 import pickle
@@ -14,6 +18,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
+
+from .stored_config import ConfigTextError, check_config_text
 
 try:  # numpy >= 2
     from numpy._core import multiarray
@@ -73,6 +79,20 @@ IMAGE_MAGICS = ((b'\xff\xd8\xff', 'JPEG'), (b'\x89PNG\r\n\x1a\n', 'PNG'))
 #: What mmxformer adds to torch's ``weights_only`` allow-list: classes, or (object, pickled name).
 SAFE_GLOBALS = _safe_globals()
 
+#: Where checkpoints keep config texts that mmengine's code runs with ``Config.fromstring``: the
+#: runner saves ``meta['cfg']``; its resume reads ``meta['config']``; the inferencers read the
+#: message hub's ``cfg`` first, then ``meta['cfg']``.
+STORED_CONFIGS = (('meta', 'cfg'), ('meta', 'config'), ('message_hub', 'runtime_info', 'cfg'))
+#: Meta data that mmengine and the toolboxes index as dicts: anything else ended in a TypeError
+#: or AttributeError deep inside them (``DetInferencer``, ``init_detector``, resume).
+META_DICTS = (
+    ('meta', ),
+    ('meta', 'dataset_meta'),
+    ('message_hub', ),
+    ('message_hub', 'runtime_info'),
+)
+_MISSING = object()
+
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs something outside the allow-list to be unpickled."""
@@ -80,6 +100,11 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 class NotACheckpointError(ValueError):
     """A file that is not a PyTorch checkpoint: not written by ``torch.save``, or no dict."""
+
+
+class UnsafeConfigError(UnsafeCheckpointError):
+    """A checkpoint stores a config text that is not only data (see
+    :mod:`mmxformer.checkpoint.stored_config`)."""
 
 
 def install_safe_globals():
@@ -117,6 +142,7 @@ def load_checkpoint_safely(file, map_location='cpu', source=None):
             hold a dict.
         UnsafeCheckpointError: Unpickling needs a global outside the allow-list (the file may be
             malicious, or come from an incompatible version). What was refused never ran.
+        UnsafeConfigError: The config text the checkpoint stores is not only data.
     """
     if isinstance(file, os.PathLike):
         file = os.fspath(file)
@@ -135,7 +161,66 @@ def load_checkpoint_safely(file, map_location='cpu', source=None):
         raise NotACheckpointError(
             f'{source} holds a {type(checkpoint).__name__}, not a checkpoint: a checkpoint is a '
             "dict of weights (a state dict) or a dict with a 'state_dict' key")
+    check_stored_configs(checkpoint, source)
     return checkpoint
+
+
+def check_stored_configs(checkpoint: dict, source: str) -> None:
+    """Check the meta data that mmengine and the toolboxes index as dicts
+    (:data:`META_DICTS`), and the config texts of :data:`STORED_CONFIGS` with
+    :func:`~mmxformer.checkpoint.stored_config.check_config_text`.
+
+    Args:
+        checkpoint (dict): An unpickled checkpoint.
+        source (str): What the messages call the file.
+
+    Raises:
+        NotACheckpointError: A value of :data:`META_DICTS` is not a dict.
+        UnsafeConfigError: A stored config text is not only data.
+    """
+    for path in META_DICTS:
+        value = _lookup(checkpoint, path)
+        # A plain state dict may have a weight named 'meta': that is no meta data.
+        is_weight = len(path) == 1 and isinstance(value, torch.Tensor)
+        if value is _MISSING or isinstance(value, dict) or is_weight:
+            continue
+        where = _where(path)
+        raise NotACheckpointError(
+            f'{source}: its {where} is a {type(value).__name__}, not a dict, and the code of '
+            f'mmengine and the toolboxes indexes it as one; re-save the file without {where}, '
+            'or with a dict there')
+    for path in STORED_CONFIGS:
+        text = _lookup(checkpoint, path)
+        if text is _MISSING:
+            continue
+        try:
+            check_config_text(text)
+        except ConfigTextError as error:
+            raise UnsafeConfigError(_config_refusal(source, _where(path), error)) from None
+
+
+def _lookup(checkpoint, path):
+    """The value at ``path`` (keys of nested dicts); :data:`_MISSING` where a key is missing or
+    a value on the way is no dict."""
+    value = checkpoint
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _where(path):
+    return path[0] + ''.join(f'[{key!r}]' for key in path[1:])
+
+
+def _config_refusal(source, where, reason):
+    return (f'Refused to load {source}: the config text it stores in {where} {reason}. '
+            'mmengine runs that text as Python (Config.fromstring), so mmxformer accepts there '
+            'only data as mmengine writes it (NAME = literals, dict(...), lists, tuples and sets, '
+            'types its registries know). Give the model\'s config file instead of the stored one '
+            '(e.g. DetInferencer(model=CONFIG, weights=...)) and, if you trust the file, delete '
+            f'{where} from it (torch.load(..., weights_only=True), del, torch.save).')
 
 
 def _check_format(file, source):

@@ -1,7 +1,19 @@
-"""Distributed runs on machines without GPUs."""
+"""Distributed runs: the rank a launcher gives a process, and runs on machines without GPUs."""
 import datetime
+import os
 
 import torch
+
+#: Where each launcher of mmengine (``--launcher``) gives a process its global rank.
+RANK_VARIABLES = dict(pytorch='RANK', slurm='SLURM_PROCID', mpi='OMPI_COMM_WORLD_RANK')
+
+
+def launch_rank(launcher: str) -> int:
+    """The global rank that ``launcher`` gives this process, read before any process group
+    exists (from torchrun's ``RANK``, slurm's ``SLURM_PROCID``, Open MPI's
+    ``OMPI_COMM_WORLD_RANK``); 0 for ``'none'``, a run that is not distributed."""
+    variable = RANK_VARIABLES.get(launcher)
+    return int(os.environ.get(variable, 0)) if variable else 0
 
 
 def setup_cpu_distributed(cfg):

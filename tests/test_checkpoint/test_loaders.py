@@ -14,15 +14,19 @@ import types
 
 import pytest
 import torch
+from conftest import digits_options, load_module
+from mmengine.registry import DefaultScope
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmxformer  # noqa: F401 (installs the loaders)
 from mmxformer.checkpoint.safe_load import NotACheckpointError, UnsafeCheckpointError
 from mmxformer.models import XFormer
+from mmxformer.utils.config import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CLASSIFIER = osp.join(ROOT, 'configs/xformer-xxs_digits.py')
+DETECTOR = osp.join(ROOT, 'configs/xformer_yolov3_digits.py')
 
 
 class SystemPayload:
@@ -123,7 +127,7 @@ def test_a_checkpoint_over_http_is_verified_into_the_cache(served, tmp_path):
     assert checkpoint['state_dict']['w'].tolist() == [0., 1., 2.]
     assert os.listdir(tmp_path / 'mmxformer_home' / 'checkpoints') == ['good.pth']
     (directory / 'good.pth').write_bytes(b'swapped')  # the server changes the file
-    with pytest.raises(ValueError, match='No expected SHA-256 for good.pth'):
+    with pytest.raises(ValueError, match=r'Refused to download http://.*good\.pth: over plain'):
         CheckpointLoader.load_checkpoint(f'{base}/good.pth')
     # the verified copy is used, not the server's new file
     checkpoint = CheckpointLoader.load_checkpoint(f'{base}/good.pth#sha256={sha256}')
@@ -290,3 +294,148 @@ def test_train_load_from_a_local_file_is_refused_whatever_the_environment(
         timeout=600)
     assert result.returncode != 0 and f'Refused to load {tmp_path / "evil.pth"}' in result.stderr
     assert not marker.exists()
+
+
+# The refusal of a stored config (test_stored_config.py checks it everywhere), filled in.
+REFUSAL = load_module(osp.join(ROOT, 'tests/test_checkpoint/test_stored_config.py')).REFUSAL
+
+# Each checkpoint given, through the toolbox's inferencer as a user would: `model=None` makes it
+# rebuild the model from the config text stored in the checkpoint.
+INFERENCER = """
+import sys
+import mmxformer
+from {module} import {inferencer}
+for weights in sys.argv[1:]:
+    try:
+        model = {inferencer}(model=None, weights=weights, device='cpu').model
+    except Exception as error:
+        print(f'refused: {{type(error).__name__}}: {{error}}')
+    else:
+        print(f'built: {{type(model).__name__}}')
+"""
+
+
+def run_inferencer(module, inferencer, checkpoints, cwd):
+    """The outcome of each checkpoint, in a fresh interpreter: ``'built: MODEL'`` or
+    ``'refused: ERROR: MESSAGE'``."""
+    code = INFERENCER.format(module=module, inferencer=inferencer)
+    result = subprocess.run([sys.executable, '-c', code, *checkpoints],
+                            cwd=cwd,
+                            capture_output=True,
+                            text=True,
+                            timeout=600,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith(('built', 'refused'))]
+
+
+def save_stored_config(path, where, text):
+    """A checkpoint of tensors only, with ``text`` as its stored config at ``where``."""
+    stored = dict(meta=dict(cfg=text)) if where == 'meta' else dict(
+        message_hub=dict(runtime_info=dict(cfg=text), log_scalars={}))
+    torch.save(dict(state_dict=dict(w=torch.zeros(1)), **stored), path)
+    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+
+
+@pytest.fixture(scope='module')
+def runner_checkpoint(tiny_sets, tmp_path_factory):
+    """The detector's checkpoint as mmengine's runner saves it: the real config in
+    ``meta['cfg']`` and the message hub's ``runtime_info`` (untrained: the weights do not
+    matter here)."""
+    from mmengine.runner import Runner
+    work_dir = str(tmp_path_factory.mktemp('runner'))
+    scopes = dict(DefaultScope._instance_dict)
+    cfg = load_config(DETECTOR, digits_options('det', tiny_sets['det']), work_dir=work_dir)
+    runner = Runner.from_cfg(cfg)
+    runner.call_hook('before_run')  # RuntimeInfoHook: the config into the message hub
+    runner.save_checkpoint(
+        work_dir, 'epoch_0.pth', save_optimizer=False, save_param_scheduler=False)
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(scopes)
+    return osp.join(work_dir, 'epoch_0.pth')
+
+
+def test_a_runner_checkpoint_with_its_real_config_loads(runner_checkpoint):
+    checkpoint = CheckpointLoader.load_checkpoint(runner_checkpoint)
+    assert "type='YOLOV3'" in checkpoint['meta']['cfg']
+    assert checkpoint['message_hub']['runtime_info']['cfg'] == checkpoint['meta']['cfg']
+
+
+def payload(marker):
+    """A stored config that runs ``touch marker`` when mmengine parses it (an ``import``
+    statement would not: mmengine reads such a text as a lazy-import config)."""
+    return f"model = dict(x=__import__('os').system('touch {marker}'))"
+
+
+def refusal(source, where, marker):
+    """The one line that refuses :func:`payload`."""
+    return 'refused: UnsafeConfigError: ' + REFUSAL.format(
+        source=source,
+        where=where,
+        reason="holds a call of __import__('os').system at line 1: "
+        f'"__import__(\'os\').system(\'touch {marker}\')"')
+
+
+@pytest.mark.slow
+@pytest.mark.needs('mmdet')
+def test_det_inferencer_never_runs_a_stored_config(runner_checkpoint, served, tmp_path):
+    """``DetInferencer(model=None, weights=CKPT)`` ran the stored text with Config.fromstring:
+    each payload touched its marker. A real checkpoint of the runner still builds."""
+    directory, base = served
+    local, hub = str(tmp_path / 'meta.pth'), str(tmp_path / 'hub.pth')
+    save_stored_config(local, 'meta', payload('pwned1'))
+    save_stored_config(hub, 'message_hub', payload('pwned2'))
+    sha256 = save_stored_config(directory / 'served.pth', 'meta', payload('pwned3'))
+    url = f'{base}/served.pth#sha256={sha256}'
+    data = str(tmp_path / 'data.pth')  # data only: mmengine's registry imports the type
+    save_stored_config(data, 'meta',
+                       "model = dict(type='subprocess.getoutput', cmd='touch pwned4')")
+    outcomes = run_inferencer('mmdet.apis', 'DetInferencer',
+                              [local, hub, url, data, runner_checkpoint], tmp_path)
+    assert outcomes[:3] == [
+        refusal(local, "meta['cfg']", 'pwned1'),
+        refusal(hub, "message_hub['runtime_info']['cfg']", 'pwned2'),
+        refusal(url, "meta['cfg']", 'pwned3'),
+    ]
+    assert outcomes[3].startswith(
+        f"refused: UnsafeConfigError: Refused to load {data}: the config text it stores in "
+        "meta['cfg'] has type='subprocess.getoutput', which ")
+    assert outcomes[4:] == ['built: YOLOV3']
+    assert not any((tmp_path / f'pwned{index}').exists() for index in range(1, 5))
+
+
+@pytest.mark.slow
+@pytest.mark.needs('mmseg')
+def test_seg_inferencer_never_runs_a_stored_config(tmp_path):
+    local = str(tmp_path / 'meta.pth')
+    save_stored_config(local, 'meta', payload('pwned'))
+    assert run_inferencer('mmseg.apis', 'MMSegInferencer', [local],
+                          tmp_path) == [refusal(local, "meta['cfg']", 'pwned')]
+    assert not (tmp_path / 'pwned').exists()
+
+
+@pytest.mark.parametrize('name,message', [
+    ('open-mmlab://resnet50_v1cc', 'Unknown checkpoint open-mmlab://resnet50_v1cc: did you mean '
+     r'open-mmlab://resnet50_v1c.*\? \d+ names are in mmengine\'s table of OpenMMLab weights '
+     r'\(mmengine/hub/openmmlab.json, and .*open_mmlab.json if it exists\); use one of them, or '
+     "give the checkpoint's URL or file instead$"),
+    ('torchvision://resnet05', 'Unknown checkpoint torchvision://resnet05: did you mean '
+     r"torchvision://resnet50.*\? \d+ names are in mmengine's table of torchvision's weights"),
+    ('mmcls://no_such_net', r"Unknown checkpoint mmcls://no_such_net: \d+ names are in "
+     "mmengine's table of mmcls weights"),
+    ('openmmlab://', 'Unknown checkpoint openmmlab://: '),
+])
+def test_an_unknown_name_of_mmengine_s_tables_is_one_line(name, message, tmp_path, monkeypatch):
+    monkeypatch.setenv('MMENGINE_HOME', str(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        CheckpointLoader.load_checkpoint(name)
+
+
+def test_torchvision_names_without_torchvision_are_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torchvision', None)  # not installed
+    with pytest.raises(
+            ImportError,
+            match=r'^torchvision://resnet50 needs torchvision, to know '
+            r"its weights: install it \(pip install torchvision\), or give the "
+            "checkpoint's URL$"):
+        CheckpointLoader.load_checkpoint('torchvision://resnet50')

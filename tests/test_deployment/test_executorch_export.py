@@ -17,6 +17,7 @@ from conftest import digits_options  # noqa: E402
 from mmxformer.cli import UsageError  # noqa: E402
 from mmxformer.deployment.export import executorch as ee  # noqa: E402
 from mmxformer.deployment.export.network import ExportCheckError, build_network  # noqa: E402
+from mmxformer.deployment.export.onnx import export_onnx  # noqa: E402
 from mmxformer.models import XFormer, to_runtime_form  # noqa: E402
 from mmxformer.utils.config import load_config  # noqa: E402
 
@@ -184,3 +185,63 @@ def test_programs_evaluated_on_the_test_set(classifier_programs, load_tool, caps
     top1, difference, agreement, _ = rows[str(int8)]
     assert float(difference) == pytest.approx(float(top1) - pytorch, abs=1e-3)
     assert 0 <= float(agreement) <= 1
+
+
+def test_a_program_that_cannot_serve_is_refused_before_evaluating(classifier_programs, tiny_sets,
+                                                                  tmp_path, monkeypatch):
+    from mmxformer.deployment import evaluate as de
+    program = classifier_programs[2].read_bytes()
+    cut = tmp_path / 'cut.pte'
+    cut.write_bytes(program[:len(program) // 2])
+    with pytest.raises(
+            ValueError,
+            match=f'{cut} cannot be loaded: it is an ExecuTorch program cut short: its header '
+            f'says {len(program)} bytes, the file has {len(program) // 2} '
+            r'\(ExecuTorch: .*\); give a .pte file written by '
+            'tools/deployment/export_executorch.py'):
+        de.DeployedNetwork(str(cut))
+    onnx_file = tmp_path / 'model.pte'
+    export_onnx(config(*CLASSIFIER[:2]), str(tmp_path / 'model.onnx'), (32, 32))
+    onnx_file.write_bytes((tmp_path / 'model.onnx').read_bytes())
+    with pytest.raises(ValueError, match='it looks like an ONNX file: name it .onnx'):
+        de.DeployedNetwork(str(onnx_file))
+
+    # the classifier's program given with the detector's config: its outputs tell
+    monkeypatch.setattr(de.DeployedNetwork, '__call__', lambda *args: pytest.fail('evaluated'))
+    path, options, _ = DETECTOR
+    cfg = config(path, {**options, **digits_options('det', tiny_sets['det'])})
+    checkpoint = tmp_path / 'detector.pth'
+    torch.save(dict(state_dict=build_network(cfg).model.state_dict()), checkpoint)
+    with pytest.raises(
+            ValueError,
+            match=r'fp32.pte is not an export of the model of xformer_yolov3_digits.py: it gives '
+            r'1 output: \(1, 10\); the model gives 3 outputs: pred_map_0 \(1, 45, 5, 5\), .*; '
+            r"its outputs look like a classifier's logits \(10 classes\)$"):
+        de.evaluate_deployed(cfg, str(checkpoint), [str(classifier_programs[2])])
+
+
+def test_what_cannot_be_exported_is_refused_before_the_export(classifier_programs, tmp_path,
+                                                              monkeypatch):
+    from mmxformer.deployment.preflight import ResourceError
+    cfg_options, checkpoint, *_ = classifier_programs
+    monkeypatch.setattr(torch.export, 'export', lambda *args: pytest.fail('exported'))
+    cfg = config(*CLASSIFIER[:2])
+    out = tmp_path / 'model.pte'
+    with pytest.raises(
+            ResourceError,
+            match=r'an input of \(1, 3, 100000, 100000\) needs at '
+            r'least .* GiB for the tensors of one forward pass of the model'):
+        ee.export_executorch(cfg, str(out), (100000, 100000))
+    with pytest.raises(ValueError, match=r'train set .* asked for, but it has 20; ask for fewer'):
+        ee.export_executorch(
+            load_config(
+                osp.join(ROOT, CLASSIFIER[0]), dict(item.split('=', 1) for item in cfg_options)),
+            str(out), (32, 32),
+            int8=True,
+            calib_images=21)
+    copy = tmp_path / 'weights.pth'
+    copy.write_bytes(checkpoint.read_bytes())
+    with pytest.raises(ValueError, match='weights.pth is the checkpoint, which it would replace'):
+        ee.export_executorch(cfg, str(copy), (32, 32), str(copy))
+    assert copy.read_bytes() == checkpoint.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ['weights.pth']

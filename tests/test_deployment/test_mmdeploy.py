@@ -154,6 +154,34 @@ def test_tool_refuses_other_backends(convert, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_what_cannot_be_converted_is_refused_before_the_export(convert, tiny_sets, tmp_path,
+                                                               load_tool, monkeypatch):
+    import mmdeploy.apis
+    monkeypatch.setattr(mmdeploy.apis, 'torch2onnx', lambda *args, **kwargs: pytest.fail('export'))
+    deploy_cfg = osp.join(DEPLOY, 'classification_onnxruntime_static-32x32.py')
+    model_cfg = osp.join(ROOT, 'configs', 'xformer-xxs_digits.py')
+    checkpoint = save_checkpoint(
+        model_config('xformer-xxs_digits.py'), tmp_path / 'cls.pth', DIGITS_CLASSES)
+    detector = save_checkpoint(
+        model_config('xformer_yolov3_digits.py', DETECTOR_OPTIONS), tmp_path / 'det.pth',
+        DIGITS_CLASSES)
+    image = sorted(glob.glob(osp.join(tiny_sets['cls'], 'test', '*', '*.png')))[0]
+    work_dir = str(tmp_path / 'work')
+    cases = [
+        ((deploy_cfg, 'missing.py', checkpoint, image), 'model config missing.py: no such file'),
+        ((deploy_cfg, model_cfg, 'missing.pth', image), 'checkpoint missing.pth: no such file'),
+        ((deploy_cfg, model_cfg, checkpoint, 'missing.png'), 'image missing.png: no such file'),
+        ((deploy_cfg, model_cfg, detector, image), 'det.pth does not fit ImageClassifier'),
+    ]
+    main = load_tool('deployment/mmdeploy_convert.py').main
+    for args, message in cases:
+        with pytest.raises(SystemExit, match=f'^Not converted: .*{message}'):
+            main([*args, '--work-dir', work_dir])
+    with pytest.raises(FileNotFoundError, match='test image missing.png: no such file'):
+        convert(deploy_cfg, model_cfg, checkpoint, image, work_dir, [image, 'missing.png'])
+    assert not osp.exists(work_dir)
+
+
 # XXS backbone, the decoder's inputs following its channels: a faster export.
 SEGMENTOR_OPTIONS = {
     'model.backbone.arch': 'xxsmall',

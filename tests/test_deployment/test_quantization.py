@@ -109,3 +109,13 @@ def test_int8_onnx_of_the_classifier(tiny_sets, tmp_path):
         want = build_network(cfg, str(checkpoint))(x)[0]
     # int8 noise, not another function: the logits stay close to the fp32 ones
     assert float(((got - want)**2).sum() / (want**2).sum()) < 0.1
+
+
+def test_int8_of_a_shape_too_large_for_the_memory_is_refused_first(tiny_sets, tmp_path,
+                                                                   monkeypatch):
+    from mmxformer.deployment.export import onnx_int8
+    monkeypatch.setattr(onnx_int8, 'calibration_inputs', lambda *args: pytest.fail('calibrated'))
+    with pytest.raises(ValueError, match=r'an input of \(1, 3, 100000, 100000\) needs at least'):
+        export_onnx_int8(
+            classifier_config(tiny_sets['cls']), str(tmp_path / 'int8.onnx'), (100000, 100000))
+    assert not list(tmp_path.iterdir())

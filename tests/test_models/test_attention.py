@@ -92,3 +92,21 @@ def test_self_attention_matches_softmax_formula():
 def test_heads_must_divide_qkv_dims():
     with pytest.raises(ValueError, match='divisible'):
         CrossFeatureAttention(64, 96, 5)
+
+
+def test_build_attention_says_what_to_change():
+    import torch.nn as nn
+
+    from mmxformer.models import build_attention
+    with pytest.raises(TypeError, match=r"attn_cfg must be a dict with a 'type', one of \[.*\]"):
+        build_attention('MultiheadSelfAttention', 64)
+    with pytest.raises(TypeError, match=r"attn_cfg type <class .*Linear'> is not an attention"):
+        build_attention(dict(type=nn.Linear), 64)
+    with pytest.raises(
+            TypeError,
+            match=r"MultiheadSelfAttention takes no argument 'heads' \(did you mean "
+            r"'num_heads'\?\); it takes \['qkv_dims', 'num_heads', 'qkv_bias', 'init_cfg'\]"):
+        build_attention(dict(type='MultiheadSelfAttention', heads=4), 64)
+    # a class given as the type, with its arguments
+    attn = build_attention(dict(type=MultiheadSelfAttention, num_heads=2, qkv_dims=32), 64)
+    assert attn.num_heads == 2

@@ -189,6 +189,70 @@ def test_bad_inputs():
         model(torch.rand(1, 3, 31, 64))
 
 
+ATTENTIONS = r"\['CrossFeatureAttention', 'IdentityMixer', 'MultiheadSelfAttention'\]"
+
+
+@pytest.mark.parametrize('attn_cfg,error,message', [
+    (dict(qkv_dims=48), TypeError,
+     rf"attn_cfg must be a dict with a 'type', one of {ATTENTIONS} \(e.g. "
+     r"dict\(type='CrossFeatureAttention'\)\), got \{'qkv_dims': 48\}"),
+    ('CrossFeatureAttention', TypeError,
+     "must be a dict with a 'type'.*got 'CrossFeatureAttention'"),
+    (['CrossFeatureAttention'], TypeError, "must be a dict with a 'type'.*got \\['CrossFeat"),
+    (None, TypeError, "must be a dict with a 'type'.*got None"),
+    (dict(type='CrossFeatureAtention'), KeyError,
+     f"Unknown attention type 'CrossFeatureAtention'; mmxformer has {ATTENTIONS}"),
+    (dict(type='XFormer'), TypeError, f"type 'XFormer' is not an attention .*one of {ATTENTIONS}"),
+    (dict(type=3), TypeError, 'attn_cfg type 3 is not an attention'),
+    (dict(type='CrossFeatureAttention', qkv_dim=48), TypeError,
+     r"CrossFeatureAttention takes no argument 'qkv_dim' \(did you mean 'qkv_dims'\?\)"),
+    (dict(type='MultiheadSelfAttention',
+          embed_dims=64), ValueError, 'attn_cfg sets embed_dims=64: leave it out'),
+    (dict(type='CrossFeatureAttention',
+          num_heads=0), ValueError, r"attn_cfg\['num_heads'\] must be at least 1, got 0"),
+    (dict(type='MultiheadSelfAttention',
+          qkv_dims='48'), TypeError, r"attn_cfg\['qkv_dims'\] must be an int, got '48'"),
+])
+def test_attn_cfg_that_builds_no_attention_is_refused(attn_cfg, error, message):
+    with pytest.raises(error, match=message):
+        XFormer('xxsmall', attn_cfg=attn_cfg)
+
+
+def test_an_input_too_large_for_the_memory_is_refused_before_the_stem(monkeypatch):
+    from mmxformer.models.backbones import xformer
+    model = XFormer('xxsmall').eval()
+    monkeypatch.setattr(xformer, 'free_memory', lambda device: 4 * 2**30)
+    huge = torch.zeros(1, 3, 1, 1).expand(1, 3, 100000, 100000)  # no memory behind it
+    # the stem's output and the first MV3 block's: 16 + 3 * 32 channels at 50000x50000
+    with pytest.raises(
+            MemoryError,
+            match=r'XFormer: an input of shape \(1, 3, 100000, 100000\) \(torch.float32\) needs '
+            r'at least 1043.1 GiB for its first stage alone \(112 channels at half its size\), '
+            r'and cpu has 4.0 GiB free: use smaller images or a smaller batch'):
+        model(huge)
+    # a batch counts whole; without BN in the block (deployed), fewer tensors exist at once
+    batch = torch.zeros(1, 3, 1, 1).expand(64, 3, 1024, 1024)
+    with pytest.raises(MemoryError, match='needs at least 7.0 GiB .*112 channels'):
+        model(batch)
+    model.switch_to_deploy()
+    with pytest.raises(MemoryError, match='needs at least 5.0 GiB .*80 channels'):
+        model(batch)
+
+    def unread(device):
+        raise AssertionError('the free memory is read for an input far below it')
+
+    monkeypatch.setattr(xformer, 'free_memory', unread)
+    with torch.no_grad():
+        model(torch.rand(2, 3, 64, 64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_free_memory_of_a_cuda_device():
+    from mmxformer.models.backbones.xformer import free_memory
+    free = free_memory(torch.device('cuda'))
+    assert 0 < free <= torch.cuda.get_device_properties(0).total_memory
+
+
 @pytest.mark.parametrize('inputs,message', [
     (torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
      r'expects a float32, float16 or bfloat16 tensor of shape \(B, 3, H, W\) \(its weights are '

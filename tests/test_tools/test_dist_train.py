@@ -25,9 +25,12 @@ XXS = {'model.backbone.arch': 'xxsmall', 'model.neck.in_channels': [80, 64, 48]}
 
 
 def load_digest_hook():
+    """The runs' plugin, imported as their config's ``custom_imports`` imports it (the
+    checkpoints store that config, which names it)."""
     spec = importlib.util.spec_from_file_location('rank_digest_hook',
                                                   osp.join(HERE, 'rank_digest_hook.py'))
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault('rank_digest_hook', module)
     spec.loader.exec_module(module)
     return module
 
@@ -92,8 +95,9 @@ def test_two_process_training_on_cpu(tmp_path):
     assert ranks[0]['state_sha256'] != ranks[1]['state_sha256']
 
     # rank 0 alone wrote the checkpoint (it holds rank 0's BN statistics) and the logs
+    hook = load_digest_hook()
     checkpoint = load_checkpoint_safely(str(work_dir / 'epoch_1.pth'))
-    assert load_digest_hook().state_digest(checkpoint['state_dict']) == ranks[0]['state_sha256']
+    assert hook.state_digest(checkpoint['state_dict']) == ranks[0]['state_sha256']
     [run_dir] = [path for path in work_dir.iterdir() if path.is_dir()]
     timestamp = run_dir.name
     files = {str(path.relative_to(work_dir)) for path in work_dir.rglob('*') if path.is_file()}

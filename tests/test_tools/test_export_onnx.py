@@ -219,3 +219,54 @@ def test_output_under_proc_is_one_line(run_tool, tmp_path):
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         'error: --out /proc/m.onnx: no file can be created in /proc')
+
+
+def test_what_cannot_be_exported_is_one_line_before_the_export(load_tool, tmp_path, monkeypatch):
+    from mmxformer.cli import UsageError
+    from mmxformer.deployment.export import onnx as export
+    tool = load_tool('deployment/export_onnx.py')
+    out = tmp_path / 'm.onnx'
+    monkeypatch.setattr(export, 'trace_to_onnx', lambda *args: pytest.fail('exported'))
+    cases = [
+        (['--shape', '100000', '100000'],
+         r'an input of \(1, 3, 100000, 100000\) needs at least [\d.]+ GiB for the tensors of one '
+         r'forward pass of the model, and this machine has [\d.]+ GiB free: use a smaller input '
+         'shape'),
+        ([str(tmp_path / 'missing.pth'), '--shape', '64',
+          '64'], f'{tmp_path}/missing.pth: no such checkpoint file'),
+        (['--shape', '64', '64', '--opset',
+          '99'], r'ONNX opset 99: torch .* exports opsets 7 to \d+ \(default 17\)'),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit, match=f'^Export failed, {out} not written: {message}$'):
+            tool.main([osp.join(ROOT, CLASSIFIER[0]), *args, '--out', str(out)])
+    with pytest.raises(UsageError, match='^Config file missing.py does not exist'):
+        tool.main(['missing.py', '--shape', '64', '64', '--out', str(out)])
+    checkpoint = tmp_path / 'classifier.pth'
+    torch.save(dict(state_dict=build_network(config(*CLASSIFIER)).model.state_dict()), checkpoint)
+    weights = checkpoint.read_bytes()
+    with pytest.raises(SystemExit, match=f'{checkpoint} is the checkpoint, which it would replace'):
+        tool.main([
+            osp.join(ROOT, CLASSIFIER[0]),
+            str(checkpoint), '--out',
+            str(checkpoint), '--overwrite', '--shape', '64', '64'
+        ])
+    assert checkpoint.read_bytes() == weights
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['classifier.pth']
+
+
+def test_an_opset_without_an_op_of_the_model_is_named(tmp_path):
+    with pytest.raises(
+            ExportCheckError,
+            match=r"^ONNX opset 11: Exporting the operator 'aten::unflatten' to ONNX opset version "
+            r'11 is not supported. Support for this operator was added in version 13'):
+        export_onnx(config(*CLASSIFIER), str(tmp_path / 'm.onnx'), (64, 64), opset=11)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_network_stays_in_eval_mode(tmp_path):
+    # torch.onnx.export restores the mode it found: a network in training mode would leave it
+    # with its BN layers training (the int8 export then measured its agreement so)
+    network = build_network(config(*CLASSIFIER))
+    export_onnx(config(*CLASSIFIER), str(tmp_path / 'm.onnx'), (64, 64), network=network)
+    assert not [name for name, module in network.named_modules() if module.training]

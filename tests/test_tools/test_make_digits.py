@@ -1,8 +1,14 @@
+import os
 import os.path as osp
+import subprocess
+import sys
+import time
 
 import pytest
 
+from mmxformer.cli import UsageError
 from mmxformer.data.digits.dataset_dir import read_manifest
+from mmxformer.utils.fileio import exclusive_lock
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -54,8 +60,6 @@ def test_bad_command_lines(make_digits, argv):
 
 
 def dead_pid():
-    import subprocess
-    import sys
     process = subprocess.Popen([sys.executable, '-c', 'pass'])
     process.wait()
     return process.pid
@@ -111,3 +115,71 @@ def test_set_a_killed_run_had_moved_aside_is_put_back(make_digits, tmp_path):
     make_digits.main(['cls', '--out', str(out), *TINY])
     assert [p.name for p in tmp_path.iterdir()] == ['digits_cls']
     assert (out / 'digits_manifest.json').stat().st_mtime_ns == stamp  # put back, not rewritten
+
+
+def test_force_never_deletes_files_a_user_added(make_digits, tmp_path):
+    out = tmp_path / 'digits_cls'
+    make_digits.main(['cls', '--out', str(out), *TINY])
+    (out / 'train' / 'labels_i_fixed.txt').write_text('mine')
+    with pytest.raises(
+            FileExistsError,
+            match=r'holds 1 files that this tool did not write '
+            r'\(train/labels_i_fixed.txt\)'):
+        make_digits.main(['cls', '--out', str(out), *TINY, '--seed', '1', '--force'])
+    assert (out / 'train' / 'labels_i_fixed.txt').read_text() == 'mine'
+    assert read_manifest(out)['args']['seed'] == 0
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_same_set_waits(tmp_path):
+    out, log = tmp_path / 'digits_cls', tmp_path / 'log'
+    with exclusive_lock(str(tmp_path / '.digits_cls.lock')), open(log, 'w') as f:
+        run = subprocess.Popen(
+            [sys.executable, f'{ROOT}/tools/misc/make_digits.py', 'cls', '--out',
+             str(out), *TINY],
+            stdout=f,
+            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while 'waiting for' not in log.read_text():
+            assert run.poll() is None, f'it did not wait: {log.read_text()}'
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert f'{out}: waiting for pid {os.getpid()} on ' in log.read_text()
+        assert not out.exists()
+    assert run.wait(120) == 0, log.read_text()
+    assert read_manifest(out)['counts'] == dict(train=2, test=1)
+
+
+@pytest.fixture(scope='module')
+def mounted_tmpfs():
+    from conftest import load_module
+    return load_module(osp.join(ROOT, 'tests/test_engine/test_atomic_files.py')).mounted_tmpfs
+
+
+def test_a_disk_that_cannot_take_the_set_is_one_line(make_digits, mounted_tmpfs, tmp_path):
+    with mounted_tmpfs(tmp_path / 'ro', 'ro', 'size=64k') as disk:
+        with pytest.raises(
+                UsageError,
+                match=rf'--out {disk}/set: no file can be created in {disk} '
+                r'\(Read-only file system\)'):
+            make_digits.main(['cls', '--out', str(disk / 'set'), *TINY])
+    with mounted_tmpfs(tmp_path / 'full', 'size=16k') as disk:
+        with pytest.raises(
+                UsageError, match=rf'--out {disk}/set: not written \(.*\); nothing of '
+                'it is left'):
+            make_digits.main(['cls', '--out', str(disk / 'set'), '--num-train', '200'])
+        assert os.listdir(disk) == []
+
+
+def test_arguments_the_maker_refuses_are_one_line(make_digits, tmp_path):
+    with pytest.raises(UsageError, match='^num_train must be an int of at least 1, not -3$'):
+        make_digits.main(['cls', '--out', str(tmp_path / 'set'), '--num-train', '-3'])
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_set_on_a_read_only_disk_is_found(make_digits, mounted_tmpfs, tmp_path, capsys):
+    with mounted_tmpfs(tmp_path / 'disk', 'size=1m') as disk:
+        make_digits.main(['cls', '--out', str(disk / 'set'), *TINY])
+        subprocess.run(['mount', '-o', 'remount,ro', str(disk)], check=True)
+        make_digits.main(['cls', '--out', str(disk / 'set'), *TINY])  # nothing to write
+        assert f'digits_cls: {disk}/set' in capsys.readouterr().out

@@ -1,5 +1,7 @@
 import json
+import os
 import os.path as osp
+import pickle
 
 import pytest
 from conftest import ROOT
@@ -60,3 +62,41 @@ def test_max_scan_must_be_positive(load_tool, capsys):
     with pytest.raises(SystemExit):
         load_tool('misc/verify_dataset.py').parse_args([DIGITS, '--max-scan', '0'])
     assert '0 is not a positive number' in capsys.readouterr().err
+
+
+class CreatesFile:
+    """Unpickled, creates the file ``path``: the payload of a code-running pickle."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+@pytest.mark.parametrize('tool, options, prefix', [
+    ('misc/verify_dataset.py', [], 'verify_dataset:'),
+    ('train.py', ['--work-dir', 'work'], 'error:'),
+])
+def test_a_code_running_annotation_pickle_is_refused_before_it_runs(run_tool, tiny_sets, tmp_path,
+                                                                    tool, options, prefix):
+    # An OpenMMLab 2.0 annotation file (mmdet's BaseDetDataset reads it with mmengine.load, that
+    # is pickle.load) whose payload would create the marker.
+    marker = tmp_path / 'payload-ran'
+    ann_file = tmp_path / 'ann.pkl'
+    ann_file.write_bytes(pickle.dumps(dict(metainfo={}, data_list=[CreatesFile(marker)])))
+    config = tmp_path / 'pickled_annotations.py'
+    config.write_text(f'_base_ = {DIGITS!r}\ntrain_dataloader = dict(dataset=dict(dataset=dict('
+                      f'type="BaseDetDataset", data_root={str(tiny_sets["det"])!r}, '
+                      f'ann_file={str(ann_file)!r})))\n')
+    result = run_tool(
+        tool, str(config), *options, cwd=tmp_path, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert not marker.exists()
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].endswith(
+        f'{ann_file} needs io.open to be unpickled, which could run code: mmxformer unpickles '
+        'data set files with only builtins and numpy allowed; re-save it as JSON '
+        '(mmengine.dump(data, "ann.json")), or as a pickle of only dicts, lists, tuples, '
+        'strings, numbers and numpy arrays')
+    assert lines == [f'{prefix} {lines[-1].partition(" ")[2]}']  # one line: no traceback

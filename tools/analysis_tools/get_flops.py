@@ -9,7 +9,8 @@ import argparse
 from mmengine.config import DictAction
 
 from mmxformer.analysis.complexity import complexity
-from mmxformer.tasks import task_of
+from mmxformer.deployment.preflight import ResourceError, check_memory
+from mmxformer.tasks import TensorModel, task_of
 from mmxformer.utils.config import build_model, check_shape, load_config
 
 
@@ -29,12 +30,16 @@ def main(argv=None):
     if len(args.shape) not in (1, 2):
         parser.error('--shape takes H W, or one number for a square input')
     shape = tuple(args.shape) * (3 - len(args.shape))
-    cfg = load_config(args.config, args.cfg_options)
     try:
+        cfg = load_config(args.config, args.cfg_options)
         check_shape(cfg, shape)
-    except ValueError as error:
+    except (FileNotFoundError, SyntaxError, ValueError) as error:  # the config, or the shape
         parser.error(str(error))
     model = build_model(cfg)
+    try:  # the count runs the model on an input of that shape
+        check_memory(TensorModel(model, task_of(cfg), exported=False), (1, 3, *shape))
+    except ResourceError as error:
+        parser.error(str(error))
     params, flops = complexity(model, shape, task_of(cfg))
     print(f'Config: {args.config}')
     print(f'Input shape: {shape[0]}x{shape[1]} (HxW)')

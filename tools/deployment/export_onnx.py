@@ -16,9 +16,8 @@ runs at a second size too (batch 2, --check-shape). An existing --out file is re
 --overwrite.
 """
 from mmxformer.cli import (check_before_export, exit_on_usage_error, export_failure_exits,
-                           export_parser)
+                           export_parser, load_run_config)
 from mmxformer.deployment.export.onnx import DEFAULT_OPSET, TOLERANCE, export_onnx
-from mmxformer.utils.config import load_config
 
 
 def parse_args(argv=None):
@@ -56,7 +55,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_run_config(args.config, args.cfg_options)
     check_before_export(cfg, args, *([args.check_shape] if args.check_shape else []))
     with export_failure_exits(args.out):
         records = export_onnx(cfg, args.out, tuple(args.shape), args.checkpoint, args.dynamic,

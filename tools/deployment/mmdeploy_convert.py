@@ -13,7 +13,9 @@ PyTorch model run on the test images (default: IMG) and their predictions are co
 (classifier: scores within 1e-4; segmentor: label maps, and logits within 1e-4 where the graph
 outputs them; detector: same detections above the model's score threshold, box IoU >= 0.99,
 scores within 1e-3). The file is moved into DIR only when they agree; otherwise nothing is
-written and the exit status is 1. Deploy configs for XFormer: configs/mmdeploy/.
+written and the exit status is 1. Refused before the export: a missing file, a checkpoint of
+another model, a DIR that cannot be written to or has less space free than the model's weights.
+Deploy configs for XFormer: configs/mmdeploy/.
 """
 import argparse
 import os
@@ -24,10 +26,13 @@ import tempfile
 
 from mmengine.config import DictAction
 
-from mmxformer.checkpoint.state_dict import read_state_dict
+from mmxformer.checkpoint.state_dict import check_pretrained_keys
+from mmxformer.cli import check_writable_dir
 from mmxformer.deployment.mmdeploy.check import check_records, compare_with_pytorch, format_record
 from mmxformer.deployment.mmdeploy.compat import torchscript_onnx_export
+from mmxformer.deployment.preflight import check_disk_space, naming_output, weight_bytes
 from mmxformer.tasks.base import BackendMismatchError
+from mmxformer.utils.config import build_model
 
 
 def parse_args(argv=None):
@@ -80,13 +85,18 @@ def convert(deploy_cfg_path,
         (:func:`mmxformer.deployment.mmdeploy.check.compare_with_pytorch`).
 
     Raises:
+        FileNotFoundError: a config, the checkpoint (a local one) or an image is missing.
         FileExistsError: the backend file exists and ``overwrite`` is not set.
-        ValueError: the deploy config is not for ONNX Runtime, or the segmentor tests with
-            sliding windows.
+        ValueError: the deploy config is not for ONNX Runtime, the segmentor tests with
+            sliding windows, the checkpoint does not fit the model, ``work_dir`` cannot be
+            written to or has too little space free (the model's weights).
         BackendMismatchError: the backend model and PyTorch disagree; nothing is written.
+        OSError: writing failed (the disk filled up meanwhile); it names the backend file,
+            and nothing is left of it.
     """
     from mmdeploy.apis import torch2onnx
     from mmdeploy.utils import get_backend, get_ir_config, load_config
+    _check_files([('deploy config', deploy_cfg_path), ('model config', model_cfg_path)])
     deploy_cfg, model_cfg = load_config(deploy_cfg_path, model_cfg_path)
     model_cfg.merge_from_dict(cfg_options or {})
     if get_backend(deploy_cfg).value != 'onnxruntime':
@@ -101,13 +111,19 @@ def convert(deploy_cfg_path,
     if osp.exists(target) and not overwrite:
         raise FileExistsError(f'{target} exists: pass --overwrite to replace it, or choose '
                               'another --work-dir')
+    _check_files([('image', img)] + [('test image', image) for image in test_images or []] +
+                 ([] if '://' in checkpoint else [('checkpoint', checkpoint)]))
+    check_writable_dir(work_dir, f'--work-dir {work_dir}')
     # mmdeploy loads the checkpoint with mmengine's load_checkpoint; reading it here first, with
-    # weights_only=True, refuses a checkpoint that would run code before mmdeploy unpickles it.
-    read_state_dict(checkpoint)
+    # weights_only=True, refuses a checkpoint that would run code before mmdeploy unpickles it,
+    # and one of another model before the export
+    model = build_model(model_cfg)
+    check_pretrained_keys(model, checkpoint)
+    check_disk_space(target, weight_bytes(model), "the model's weights")
     os.makedirs(work_dir, exist_ok=True)
     staging = tempfile.mkdtemp(dir=work_dir, prefix='.mmdeploy_convert.')
     try:
-        with torchscript_onnx_export():
+        with naming_output(target), torchscript_onnx_export():
             torch2onnx(img, staging, save_file, deploy_cfg, model_cfg, checkpoint, device=device)
         records = compare_with_pytorch(deploy_cfg, model_cfg, checkpoint,
                                        [osp.join(staging, save_file)], test_images or [img], device)
@@ -118,14 +134,26 @@ def convert(deploy_cfg_path,
     return target, records
 
 
+def _check_files(files):
+    """Raise ``FileNotFoundError`` for the first of ``[(what, path), ...]`` that is not a file
+    (a config may be given as a Config)."""
+    for what, path in files:
+        if isinstance(path, str) and not osp.isfile(path):
+            raise FileNotFoundError(f'{what} {path}: no such file')
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
         target, records = convert(args.deploy_cfg, args.model_cfg, args.checkpoint, args.img,
                                   args.work_dir, args.test_img, args.device, args.overwrite,
                                   args.cfg_options)
-    except (BackendMismatchError, FileExistsError, ValueError) as error:
+    except (BackendMismatchError, FileExistsError, FileNotFoundError, ValueError) as error:
         sys.exit(f'Not converted: {error}')
+    except OSError as error:  # of the disk: full, read-only
+        if error.errno is None:
+            raise
+        sys.exit(f'Not converted: {error.filename}: {error.strerror}')
     for record in records:
         print(f'backend vs PyTorch, {format_record(record)}')
     print(f'Wrote {target}')

@@ -12,9 +12,8 @@ existing --out file is replaced only with --overwrite.
 """
 from mmxformer.cli import (add_calibration_argument, check_before_export,
                            check_calibration_argument, exit_on_usage_error, export_failure_exits,
-                           export_parser)
+                           export_parser, load_run_config)
 from mmxformer.deployment.export.onnx_int8 import export_onnx_int8
-from mmxformer.utils.config import load_config
 
 
 def parse_args(argv=None):
@@ -27,7 +26,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_run_config(args.config, args.cfg_options)
     check_before_export(cfg, args)
     with export_failure_exits(args.out):
         record = export_onnx_int8(cfg, args.out, tuple(args.shape), args.checkpoint,

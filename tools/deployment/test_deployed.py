@@ -10,18 +10,23 @@ classifier's softmax, the detector's box decoding and NMS, the segmentor's resiz
 and the config's test_evaluator. The PyTorch model is evaluated on the same batches, as
 tools/test.py evaluates it. Printed: each model's headline metric (top-1, mAP@0.5, mIoU), its
 difference from PyTorch's, the agreement of its predictions with PyTorch's and the file size;
---out writes all the evaluators' metrics as JSON.
+--out writes all the evaluators' metrics as JSON. Before anything is evaluated, every FILE is
+loaded by its runtime and its outputs and input size are checked against the config's model: a
+damaged file, or one exported from another config, is one line that says what it is.
 """
 import argparse
 import json
 
 from mmengine.config import DictAction
 
-from mmxformer.cli import UsageError, check_output_file, exit_on_usage_error
+from mmxformer.cli import UsageError, check_output_file, exit_on_usage_error, load_run_config
 from mmxformer.deployment.evaluate import evaluate_deployed
+from mmxformer.deployment.preflight import check_disk_space, check_output_is_no_input
 from mmxformer.tasks import task_of
-from mmxformer.utils.config import load_config
 from mmxformer.utils.fileio import write_text_atomically
+
+#: What --out needs free at least: its JSON takes a few hundred bytes a model, a block of a disk.
+METRICS_BYTES = 4096
 
 
 def parse_args(argv=None):
@@ -43,10 +48,18 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out:
         check_output_file(args.out, '--out', args.overwrite)
-    cfg = load_config(args.config, args.cfg_options)
+        inputs = {'the config': args.config, 'the checkpoint': args.checkpoint}
+        inputs.update({f'evaluated file {i + 1}': path for i, path in enumerate(args.files)})
+        try:  # before the evaluation, which takes a while
+            check_output_is_no_input(args.out, inputs)
+            check_disk_space(args.out, METRICS_BYTES, 'the metrics')
+        except ValueError as error:
+            raise UsageError(f'--out {error}') from None
+    cfg = load_run_config(args.config, args.cfg_options)
     try:
         results = evaluate_deployed(cfg, args.checkpoint, args.files)
-    except (ValueError, FileNotFoundError) as error:
+    # ImportError: a .pte, and ExecuTorch is not installed (the message says how to install it)
+    except (ValueError, FileNotFoundError, ImportError) as error:
         raise UsageError(str(error)) from None
     headline = results['headline']
     reference = results['models']['pytorch']['metrics'][headline]

@@ -6,7 +6,9 @@ Examples:
     python tools/misc/download_checkpoint.py https://host/weights.pth --sha256 HEX \
         --out checkpoints/
 
-Prints the path of the verified file. The cache is $MMXFORMER_HOME/checkpoints, by default
+Prints the path of the verified file. An https URL without a known hash is downloaded over
+verified TLS and its SHA-256 printed on stderr, to pin it (--sha256, or #sha256=HEX after the
+URL); plain http needs the full hash. The cache is $MMXFORMER_HOME/checkpoints, by default
 ~/.cache/mmxformer/checkpoints.
 """
 import argparse
@@ -19,11 +21,24 @@ def parse_args(argv=None):
     parser.add_argument('name_or_url', help='a model name of model-index.yml, or an http(s) URL')
     parser.add_argument(
         '--sha256',
-        help='the expected SHA-256 (over https, its first 8+ hex digits are enough); needed '
-        'unless the index or a #sha256=HEX after the URL gives it, or (https only) the file name '
-        'ends with -<8 hex>.pth')
+        help='the expected SHA-256 (over https, its first 8+ hex digits are enough); plain http '
+        'needs the full hash, from here, the index or a #sha256=HEX after the URL')
     parser.add_argument('--out', help='directory to download into (default: the cache)')
-    parser.add_argument('--timeout', type=float, default=30., help='seconds (default: 30)')
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        default=30.,
+        help='seconds to wait for the server, at the start and between reads (default: 30)')
+    parser.add_argument(
+        '--deadline',
+        type=float,
+        help='seconds the whole download may take (default: $MMXFORMER_DOWNLOAD_DEADLINE, '
+        'else 1800)')
+    parser.add_argument(
+        '--max-size',
+        type=int,
+        help='the most bytes the file may have (default: $MMXFORMER_DOWNLOAD_MAX_SIZE, else '
+        '2 GiB)')
     parser.add_argument('--index', help="model-index.yml to resolve names (default: the package's)")
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
@@ -38,7 +53,9 @@ def main(argv=None):
             sha256=args.sha256,
             progress=not args.quiet,
             timeout=args.timeout,
-            index=args.index)
+            index=args.index,
+            deadline=args.deadline,
+            max_size=args.max_size)
     except (DownloadError, ValueError) as error:
         raise SystemExit(f'download_checkpoint: {error}')
     print(path)

@@ -7,13 +7,15 @@
 det: COCO layout in data/digits_det; seg: Cityscapes layout in data/digits_seg; cls: class folders
 in data/digits_cls (data/ of the repository). With `all`, --out is the parent of the three.
 Running again with the same arguments does nothing; other arguments need --force to replace a set
-that this tool made. A directory that holds anything else is never replaced.
+that this tool made. A directory that holds anything else (another directory, or files added to a
+set) is never replaced. A second run for the same directory waits until the first one ends.
 """
 import argparse
 import os.path as osp
-import sys
 
+from mmxformer.cli import UsageError, check_writable_dir, exit_on_usage_error
 from mmxformer.data.digits import make_digits_cls, make_digits_det, make_digits_seg
+from mmxformer.data.digits.dataset_dir import read_manifest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA_DIR = osp.join(ROOT, 'data')
@@ -81,18 +83,41 @@ def maker_kwargs(task, args):
 
 
 def main(argv=None):
+    """Write the sets.
+
+    Raises:
+        FileExistsError: A set's directory holds something that may not be replaced.
+        UsageError: A set's directory cannot be written to, writing failed (a full disk), or
+            the maker refuses an argument (a size or count out of its range).
+    """
     args = parse_args(argv)
     tasks = list(MAKERS) if args.task == 'all' else [args.task]
-    for task in tasks:
-        if args.task == 'all':
-            out = osp.join(args.out or DATA_DIR, f'digits_{task}')
-        else:
-            out = args.out or osp.join(DATA_DIR, f'digits_{task}')
-        print(f'digits_{task}: {MAKERS[task](out, **maker_kwargs(task, args))}')
+    outs = {
+        task: (osp.join(args.out or DATA_DIR, f'digits_{task}')
+               if args.task == 'all' else args.out or osp.join(DATA_DIR, f'digits_{task}'))
+        for task in tasks
+    }
+    for out in outs.values():  # a read-only disk, before any set is written
+        if read_manifest(out) is None:  # else it may hold this set already: nothing to write
+            check_writable_dir(osp.dirname(osp.abspath(out)), f'--out {out}')
+    for task, out in outs.items():
+        try:
+            made = MAKERS[task](out, **maker_kwargs(task, args))
+        except FileExistsError:
+            raise
+        except OSError as error:  # a full disk: the maker has removed what it had written
+            raise UsageError(f'--out {out}: not written ({error}); nothing of it is left') from None
+        except ValueError as error:  # the maker checks its arguments before it writes anything
+            raise UsageError(str(error)) from None
+        print(f'digits_{task}: {made}')
 
 
-if __name__ == '__main__':
+def run():
     try:
         main()
     except FileExistsError as error:
-        sys.exit(f'error: {error}')
+        raise UsageError(str(error)) from None
+
+
+if __name__ == '__main__':
+    exit_on_usage_error(run)

@@ -1,5 +1,7 @@
-"""Check the datasets of a config before a run: every file exists, images and label maps decode,
-labels and boxes are valid, no set is empty (see :mod:`mmxformer.data.checks`).
+"""Check the datasets of a config before a run: no annotation file would run code when read (a
+pickle or YAML file is read with a loader that allows plain data only), every file exists, images
+and label maps decode with the sizes stated, labels, classes and boxes are valid, no set is empty
+(see :mod:`mmxformer.data.checks`).
 
 Examples:
     python tools/misc/verify_dataset.py configs/xformer_yolov3_digits.py

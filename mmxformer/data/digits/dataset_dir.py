@@ -1,10 +1,12 @@
 """Write a generated dataset directory atomically, once.
 
 The set is written into a temporary directory next to the target and renamed into place, so a
-reader never sees half a set. A manifest records the generator's arguments: running again with
-the same arguments finds the complete set and does nothing. Only a directory that holds a set
-made here (its manifest) is ever replaced; what a killed run left next to the target (its
-temporary directory, or the previous set it had moved aside) is cleaned up by the next run.
+reader never sees half a set. A manifest records the generator's arguments and the files it
+wrote: running again with the same arguments finds the complete set and does nothing. Only a
+directory that holds a set made here (its manifest), and nothing else, is ever replaced; what a
+killed run left next to the target (its temporary directory, or the previous set it had moved
+aside) is cleaned up by the next run. One run at a time works on a target (a lock next to it):
+another one waits, then finds what the first one made.
 """
 import json
 import os
@@ -14,6 +16,8 @@ import uuid
 from pathlib import Path
 
 from mmengine.logging import print_log
+
+from ...utils.fileio import exclusive_lock
 
 MANIFEST = 'digits_manifest.json'
 FORMAT_VERSION = 1
@@ -50,32 +54,79 @@ def build_once(out_dir, kind, args, write, force=False):
         Path: ``out_dir``.
 
     Raises:
-        FileExistsError: ``out_dir`` holds something else than this set, and may not be replaced.
+        FileExistsError: ``out_dir`` holds something else than this set, and may not be replaced:
+            not a set made here, or not ``force``, or files that the set's manifest does not
+            list (added by a user, and kept).
     """
     out_dir = Path(out_dir)
     args = json.loads(json.dumps(args))  # tuples become lists, as they will be read back
-    remove_leftovers(out_dir)
-    manifest = read_manifest(out_dir)
-    if _same_set(manifest, kind, args):
+    if _same_set(read_manifest(out_dir), kind, args):  # without the lock: on a read-only disk too
+        remove_leftovers(out_dir)
         print_log(f'{out_dir} already holds this {kind} set; nothing to do', logger='current')
         return out_dir
-    if out_dir.exists() and (manifest is None or not force):
-        raise FileExistsError(_refusal(out_dir, kind, manifest))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir.with_name(f'.{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
-    tmp_dir.mkdir()
-    try:
-        counts = write(tmp_dir)
-        manifest = dict(
-            kind=kind, format_version=FORMAT_VERSION, args=args, counts=counts, complete=True)
-        with open(tmp_dir / MANIFEST, 'w') as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-            f.write('\n')
-        _move_into_place(tmp_dir, out_dir, kind, args)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    def waiting(holder):
+        print_log(f'{out_dir}: waiting for {holder}, which is writing it', logger='current')
+
+    with exclusive_lock(str(out_dir.with_name(f'.{out_dir.name}.lock')), True, waiting):
+        remove_leftovers(out_dir)
+        manifest = read_manifest(out_dir)
+        if _same_set(manifest, kind, args):  # the run that held the lock made it
+            print_log(f'{out_dir} already holds this {kind} set; nothing to do', logger='current')
+            return out_dir
+        if out_dir.exists():  # refused now rather than after writing the set
+            _check_replaceable(out_dir, kind, force)
+        tmp_dir = out_dir.with_name(f'.{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+        tmp_dir.mkdir()
+        try:
+            counts = write(tmp_dir)
+            manifest = dict(
+                kind=kind,
+                format_version=FORMAT_VERSION,
+                args=args,
+                counts=counts,
+                files=sorted(_files(tmp_dir)),
+                complete=True)
+            with open(tmp_dir / MANIFEST, 'w') as f:
+                json.dump(manifest, f, indent=2, sort_keys=True)
+                f.write('\n')
+            _move_into_place(tmp_dir, out_dir, kind, args, force)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     print_log(f'wrote the {kind} set to {out_dir}', logger='current')
     return out_dir
+
+
+def _files(root):
+    """The paths under ``root``, relative and with '/', of everything but its directories (a link
+    to a directory counts as a file: it is not followed)."""
+    found = set()
+    for directory, dirs, files in os.walk(root):
+        links = [name for name in dirs if os.path.islink(os.path.join(directory, name))]
+        for name in files + links:
+            found.add(Path(directory, name).relative_to(root).as_posix())
+    return found
+
+
+def _check_replaceable(out_dir, kind, force):
+    """Raise ``FileExistsError`` unless ``out_dir`` may be replaced by a new set: it holds a set
+    made here, ``force`` says to replace it, and it holds nothing that the set's manifest does
+    not list (a set made before manifests listed their files may hold anything)."""
+    manifest = read_manifest(out_dir)
+    if manifest is None or not force:
+        raise FileExistsError(_refusal(out_dir, kind, manifest))
+    if 'files' not in manifest:
+        raise FileExistsError(f'{out_dir} holds a {manifest.get("kind")} set made by an earlier '
+                              f'version of this tool, whose {MANIFEST} does not list its files: '
+                              'it may hold files of yours, so it is not replaced. Remove it '
+                              'yourself, or choose another output directory')
+    added = sorted(_files(out_dir) - set(manifest['files']) - {MANIFEST})
+    if added:
+        few = ', '.join(added[:3]) + (f' and {len(added) - 3} more' if len(added) > 3 else '')
+        raise FileExistsError(f'{out_dir} holds {len(added)} files that this tool did not write '
+                              f'({few}), so even force=True (--force) does not replace it: move '
+                              'them out, or choose another output directory')
 
 
 def _refusal(out_dir, kind, manifest):
@@ -123,10 +174,12 @@ def _running(pid):
     return True
 
 
-def _move_into_place(tmp_dir, out_dir, kind, args):
-    """Rename ``tmp_dir`` to ``out_dir``, moving a previous ``out_dir`` out of the way first."""
+def _move_into_place(tmp_dir, out_dir, kind, args, force):
+    """Rename ``tmp_dir`` to ``out_dir``, moving a previous ``out_dir`` out of the way first (once
+    checked again: files may have been added while the set was written)."""
     old_dir = None
     if out_dir.exists():
+        _check_replaceable(out_dir, kind, force)
         old_dir = out_dir.with_name(f'.{out_dir.name}.old-{os.getpid()}')
         out_dir.rename(old_dir)
     try:

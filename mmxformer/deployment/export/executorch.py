@@ -26,6 +26,7 @@ from mmengine.config import Config
 from ...models import to_runtime_form
 from ...utils.config import check_shape
 from ...utils.fileio import write_bytes_atomically
+from ..preflight import check_disk_space, check_memory, check_output_is_no_input, weight_bytes
 from ..quantize.calibration import agreement, calibration_inputs
 from .network import TOLERANCE, ExportCheckError, build_network, random_input
 
@@ -149,20 +150,28 @@ def export_executorch(cfg: Config,
     Raises:
         ExportCheckError: the program's outputs differ by more than the tolerance; nothing is
             written.
+        ValueError: Before the export: with ``int8``, the config has no training or test set,
+            or fewer than ``calib_images`` images in one; :class:`~..preflight.ResourceError`:
+            the input needs more memory than is free, or the disk of ``out`` too little space.
     """
     require_executorch()
     from ..quantize import pt2e
+    check_output_is_no_input(out, {'the checkpoint': checkpoint})
     check_shape(cfg, shape)
     network = build_network(cfg, checkpoint)
+    check_memory(network, (1, 3, *shape))
+    # int8 weights take a quarter of the float32 ones
+    check_disk_space(out, weight_bytes(network) // (4 if int8 else 1), "the model's weights")
+    if int8:  # the images are read before the export, which takes a while
+        preprocessor = network.model.data_preprocessor
+        calibration = calibration_inputs(cfg, preprocessor, calib_images, shape, 'train')
+        held_out = calibration_inputs(cfg, preprocessor, calib_images, shape, 'test')
     x = random_input((1, 3, *shape), 0)
     with torch.no_grad():
         expected = [t.clone() for t in network(x)]
     exported = torch.export.export(to_runtime_form(network).eval(), (x, ))
     record = {}
     if int8:
-        preprocessor = network.model.data_preprocessor
-        calibration = calibration_inputs(cfg, preprocessor, calib_images, shape, 'train')
-        held_out = calibration_inputs(cfg, preprocessor, calib_images, shape, 'test')
         quantized = pt2e.quantize_for_xnnpack(exported.module(), x, calibration)
         with torch.no_grad():
             expected = [t.clone() for t in quantized(x)]

@@ -5,6 +5,7 @@ the outputs as a flat tuple, a segmentor's logits at the input size), in eval mo
 BatchNorm. Its input is what the model's data preprocessor produces, which the exported files
 record; the preprocessor is built with the model, so that calibration reads images through it.
 """
+import os.path as osp
 from typing import Optional, Sequence
 
 import torch
@@ -35,11 +36,19 @@ def build_network(cfg, checkpoint: Optional[str] = None) -> TensorModel:
     Returns:
         TensorModel: the network; ``network.model`` is the whole model, with its data
         preprocessor, and ``network.task`` the config's toolbox adapter.
+
+    Raises:
+        ValueError: ``checkpoint`` is a local path (no ``scheme://``) where there is no file,
+            or a checkpoint that does not fit the model.
     """
+    if checkpoint is not None and '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise ValueError(f'{checkpoint}: no such checkpoint file')
     model = revert_sync_batchnorm(build_model(with_model_preprocessor(cfg)))
     if checkpoint is not None:
         load_pretrained(model, checkpoint)  # every weight present, with its shape
-    return TensorModel(model.eval(), task_of(cfg))
+    # the whole network in eval mode: an exporter that restores the mode it found afterwards
+    # (torch.onnx.export) would otherwise put the model into training mode
+    return TensorModel(model, task_of(cfg)).eval()
 
 
 def random_input(shape: Sequence[int], seed: int) -> torch.Tensor:

@@ -40,6 +40,8 @@ from mmengine.config import Config
 from ...tasks import TensorModel
 from ...utils.config import check_shape, preprocessing_of
 from ...utils.fileio import temporary_path
+from ..preflight import (check_disk_space, check_memory, check_output_is_no_input, naming_output,
+                         weight_bytes)
 from .network import TOLERANCE, ExportCheckError, build_network, random_input
 
 DEFAULT_OPSET = 17
@@ -76,10 +78,18 @@ def export_onnx(cfg: Config,
         largest absolute difference).
 
     Raises:
-        ExportCheckError: onnxruntime's outputs differ by more than ``tolerance``, or the graph
-            has ops outside the default ONNX domain; nothing is written.
+        ExportCheckError: onnxruntime's outputs differ by more than ``tolerance``, the graph
+            has ops outside the default ONNX domain, or ops that ``opset`` lacks; nothing is
+            written.
+        ValueError: ``opset`` is one that this torch does not export.
+        ResourceError: Before the export: an input shape needs more memory than is free, or the
+            disk of ``out`` has less space free than the model's weights take.
+        OSError: Writing failed (the disk filled up meanwhile); it names ``out``, and nothing
+            is left of the file.
     """
     import onnx
+    check_output_is_no_input(out, {'the checkpoint': checkpoint})
+    check_opset(opset)
     check_shape(cfg, shape)
     input_shapes = [(1, 3, *shape)]
     if dynamic:
@@ -88,6 +98,9 @@ def export_onnx(cfg: Config,
         input_shapes.append((2, 3, *second_shape))
 
     network = network or build_network(cfg, checkpoint)
+    for input_shape in input_shapes:
+        check_memory(network, input_shape)
+    check_disk_space(out, weight_bytes(network), "the model's weights")
     inputs = [random_input(input_shape, seed) for seed, input_shape in enumerate(input_shapes)]
     with torch.no_grad():
         expected = [[t.numpy() for t in network(x)] for x in inputs]
@@ -95,7 +108,7 @@ def export_onnx(cfg: Config,
 
     directory = osp.dirname(osp.abspath(out))
     os.makedirs(directory, exist_ok=True)
-    with temporary_path(directory, f'.{osp.basename(out)}.', '.tmp') as tmp:
+    with naming_output(out), temporary_path(directory, f'.{osp.basename(out)}.', '.tmp') as tmp:
         dynamic_axes = network.task.dynamic_axes(output_names) if dynamic else None
         trace_to_onnx(network, inputs[0], tmp, output_names, dynamic_axes, opset)
         graph = onnx.load(tmp)
@@ -124,18 +137,42 @@ def trace_to_onnx(model: torch.nn.Module,
                   dynamic_axes: Optional[dict] = None,
                   opset: int = DEFAULT_OPSET) -> None:
     """PyTorch's TorchScript-based ONNX export of ``model`` on ``x`` to ``path``, the input
-    named ``input``; unchecked (:func:`export_onnx` checks)."""
+    named ``input``; unchecked (:func:`export_onnx` checks).
+
+    Raises:
+        ValueError: ``opset`` is one that this torch does not export.
+        ExportCheckError: The model has an op that ``opset`` lacks (torch's message says which
+            opset has it).
+    """
+    check_opset(opset)
     with warnings.catch_warnings():
         # dynamo=False is the exporter chosen on purpose (see the module's docstring)
         warnings.filterwarnings('ignore', 'You are using the legacy TorchScript-based ONNX export')
-        torch.onnx.export(
-            model, (x, ),
-            path,
-            dynamo=False,
-            opset_version=opset,
-            input_names=['input'],
-            output_names=output_names,
-            dynamic_axes=dynamic_axes)
+        try:
+            torch.onnx.export(
+                model, (x, ),
+                path,
+                dynamo=False,
+                opset_version=opset,
+                input_names=['input'],
+                output_names=output_names,
+                dynamic_axes=dynamic_axes)
+        except torch.onnx.errors.OnnxExporterError as error:
+            # what follows is the TorchScript graph around the op
+            reason = str(error).split(' [Caused by')[0]
+            raise ExportCheckError(f'ONNX opset {opset}: {reason}') from None
+
+
+def check_opset(opset: int) -> None:
+    """Raise unless ``opset`` is an ONNX opset that this torch's exporter writes.
+
+    Raises:
+        ValueError: Says which opsets it writes.
+    """
+    from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+    if not ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET:
+        raise ValueError(f'ONNX opset {opset}: torch {torch.__version__} exports opsets '
+                         f'{ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (default {DEFAULT_OPSET})')
 
 
 def check_default_domain(graph):

@@ -2,11 +2,13 @@
 the config's training set (:mod:`~mmxformer.deployment.quantize.onnxruntime`)."""
 import os
 import os.path as osp
+import tempfile
 from typing import Optional, Tuple
 
 from mmengine.config import Config
 
-from ...utils.fileio import temporary_path
+from ..preflight import (check_disk_space, check_memory, check_output_is_no_input, naming_output,
+                         weight_bytes)
 from ..quantize.calibration import agreement, calibration_inputs
 from ..quantize.onnxruntime import quantize_onnx
 from .network import build_network
@@ -35,16 +37,33 @@ def export_onnx_int8(cfg: Config,
         dict: ``fp32_bytes`` and ``bytes`` (file sizes), ``agreement`` (the int8 file against
         the fp32 model on the first ``calib_images`` test images, see
         :func:`~mmxformer.deployment.quantize.calibration.agreement`).
+
+    Raises:
+        ValueError: Before the export: the config has no training or test set, or fewer than
+            ``calib_images`` images in one; :class:`~..preflight.ResourceError`: the input
+            needs more memory than is free, or the disk of ``out`` too little space.
+        OSError: Writing failed (the disk filled up meanwhile); it names ``out``, and nothing
+            is left of the files.
     """
     import onnxruntime as ort
+    check_output_is_no_input(out, {'the checkpoint': checkpoint})
     network = build_network(cfg, checkpoint)
+    check_memory(network, (1, 3, *shape))
+    # the float32 file, onnxruntime's copy of it with the shapes inferred, and the int8 file
+    # (int8 weights: a quarter of the float ones), all in the directory of out
+    check_disk_space(out,
+                     weight_bytes(network) * 9 // 4,
+                     "the float32 export, onnxruntime's copy of it and the int8 file")
     preprocessor = network.model.data_preprocessor
     calibration = calibration_inputs(cfg, preprocessor, calib_images, shape, 'train')
     held_out = calibration_inputs(cfg, preprocessor, calib_images, shape, 'test')
     directory = osp.dirname(osp.abspath(out))
     os.makedirs(directory, exist_ok=True)
-    with temporary_path(directory, f'.{osp.basename(out)}.', '.fp32.onnx') as fp32, \
-            temporary_path(directory, f'.{osp.basename(out)}.', '.tmp') as tmp:
+    # everything written on the way (onnxruntime writes its copy next to the float32 file) in
+    # one temporary directory, removed whatever happens
+    with naming_output(out), tempfile.TemporaryDirectory(
+            dir=directory, prefix=f'.{osp.basename(out)}.') as scratch:
+        fp32, tmp = osp.join(scratch, 'fp32.onnx'), osp.join(scratch, 'int8.onnx')
         export_onnx(cfg, fp32, shape, checkpoint, opset=opset or DEFAULT_OPSET, network=network)
         quantize_onnx(fp32, tmp, calibration)
         session = ort.InferenceSession(tmp, providers=['CPUExecutionProvider'])

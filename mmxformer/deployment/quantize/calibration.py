@@ -17,6 +17,25 @@ from ...tasks import TensorModel
 from ...utils.config import toolbox_of
 
 
+def check_split(cfg, split: str, purpose: str) -> None:
+    """Raise unless the config has a dataloader with a dataset for a split, as
+    :func:`~mmxformer.data.splits.split_loader_cfg` reads it: 'train' its ``train_dataloader``,
+    'test' its ``test_dataloader`` or else ``val_dataloader``.
+
+    Args:
+        cfg (mmengine.Config): The config.
+        split (str): 'train' or 'test'.
+        purpose (str): What the split is read for, to end the message with.
+
+    Raises:
+        ValueError: Names the missing dataloader.
+    """
+    keys = ['train_dataloader'] if split == 'train' else ['test_dataloader', 'val_dataloader']
+    loader = next((cfg.get(key) for key in keys if cfg.get(key)), None)
+    if not isinstance(loader, dict) or not loader.get('dataset'):
+        raise ValueError(f'{cfg.filename} has no {" nor ".join(keys)} with a dataset: {purpose}')
+
+
 def calibration_inputs(cfg,
                        preprocessor: torch.nn.Module,
                        num_images: int,
@@ -39,12 +58,13 @@ def calibration_inputs(cfg,
         list[torch.Tensor]: the inputs.
 
     Raises:
-        ValueError: the split has fewer than ``num_images`` images.
+        ValueError: the config has no such split, or it has fewer than ``num_images`` images.
     """
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     if num_images < 1:
         raise ValueError(f'Calibrate on at least one image, not {num_images}')
+    check_split(cfg, split, 'int8 is calibrated on the training set, and measured on the test set')
     init_default_scope(toolbox_of(cfg))
     loader = Runner.build_dataloader(split_loader_cfg(cfg, split))
     images = []

@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmxformer.checkpoint.state_dict import load_pretrained, pretrained_init_cfgs
 from mmxformer.registry import MODELS
+from ..builder import attention_types
 from ..layers import MV3Block, XFBlock
 
 # The smallest value of each key of an arch dict: the per-stage lists (STAGE_KEYS), then the
@@ -27,6 +28,9 @@ ARCH_KEYS = ('stem_channels', *STAGE_KEYS, 'expand_ratio', 'qkv_dims', 'num_head
 #: The dtypes of the inputs XFormer takes besides that of its weights (float16 and bfloat16 for
 #: autocast, which casts them where needed).
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: Inputs whose first stage needs less memory than this are not checked against the free memory:
+#: reading it would cost more than the forward pass of such an input.
+MEMORY_CHECK_BYTES = 1 << 30
 
 
 @MODELS.register_module()
@@ -75,6 +79,8 @@ class XFormer(BaseModule):
 
     Raises:
         TypeError, ValueError: An argument that cannot work; the message says what to change.
+        MemoryError: In :meth:`forward`, an input whose first stage alone needs more memory
+            than its device has free; said before the stem runs.
         PretrainedKeysError: In :meth:`init_weights`, a ``Pretrained`` checkpoint that does not
             fit.
 
@@ -179,8 +185,7 @@ class XFormer(BaseModule):
             raise ValueError(f'deploy=True needs a BatchNorm norm_cfg (BN, SyncBN): only '
                              f'BatchNorm folds into the convs; got norm_cfg={norm_cfg!r}')
         self.deploy = deploy
-        attn_cfg = dict(
-            dict(qkv_dims=self.arch['qkv_dims'], num_heads=self.arch['num_heads']), **attn_cfg)
+        attn_cfg = self.parse_attn_cfg(attn_cfg, self.arch)
         # deploy: the structure fuse_conv_bn leaves, convs with a bias (ConvModule's 'auto'
         # without a norm) and no BN, so that the state dicts have the same keys.
         common = dict(conv_cfg=conv_cfg, norm_cfg=None if deploy else norm_cfg, act_cfg=act_cfg)
@@ -214,6 +219,7 @@ class XFormer(BaseModule):
         del self.stages[max(self.out_indices) + 1:]
         self.stage_channels = (*arch['channels'], arch['last_channels'])
         self.total_stride = 2 * _product(arch['strides'])
+        self._first_stage_channels = _first_stage_channels(arch, deploy or norm_cfg is None)
 
     @classmethod
     def parse_arch(cls, arch):
@@ -263,6 +269,26 @@ class XFormer(BaseModule):
                                  f'mlp_ratios {xf_block}: an XF block needs all three non-zero, '
                                  'a stage without one has all three 0')
         return dict(arch)
+
+    @staticmethod
+    def parse_attn_cfg(attn_cfg: dict, arch: dict) -> dict:
+        """``attn_cfg`` with the arch's ``qkv_dims`` and ``num_heads`` where it has none.
+
+        The rest (the type, its other arguments) is checked where the attention is built
+        (:func:`~mmxformer.models.build_attention`), still at construction.
+
+        Raises:
+            TypeError, ValueError: ``attn_cfg`` is not a dict with a ``type``, or its
+                ``qkv_dims`` or ``num_heads`` is not a positive int.
+        """
+        if not isinstance(attn_cfg, dict) or 'type' not in attn_cfg:
+            raise TypeError(f"attn_cfg must be a dict with a 'type', one of "
+                            f"{attention_types()} (e.g. dict(type='CrossFeatureAttention')), "
+                            f'got {attn_cfg!r}')
+        attn_cfg = dict(dict(qkv_dims=arch['qkv_dims'], num_heads=arch['num_heads']), **attn_cfg)
+        for key in ('qkv_dims', 'num_heads'):
+            _check_int(f'attn_cfg[{key!r}]', attn_cfg[key], 1)
+        return attn_cfg
 
     @staticmethod
     def parse_out_indices(out_indices, num_stages):
@@ -369,6 +395,26 @@ class XFormer(BaseModule):
             raise ValueError(f'XFormer needs images of at least {self.total_stride}x'
                              f'{self.total_stride} pixels (its total stride), '
                              f'got {tuple(x.shape[2:])}')
+        self._check_memory(x)
+
+    def _check_memory(self, x):
+        # Far too large an input would fail deep in an allocator, or be killed by the system's
+        # OOM killer without a word: what its first stage alone needs, a lower bound of the
+        # forward pass, is compared with the free memory first.
+        numel = x.numel()
+        if not isinstance(numel, int):  # symbolic shapes (torch.export, torch.compile)
+            return
+        # the first stage's channels at a quarter of the input's pixels
+        need = int(numel * x.element_size() * self._first_stage_channels / (4 * self.in_channels))
+        if need <= MEMORY_CHECK_BYTES:
+            return
+        free = free_memory(x.device)
+        if free is not None and need > free:
+            raise MemoryError(f'XFormer: an input of shape {tuple(x.shape)} ({x.dtype}) needs '
+                              f'at least {need / 2**30:.1f} GiB for its first stage alone '
+                              f'({self._first_stage_channels:g} channels at half its size), and '
+                              f'{x.device} has {free / 2**30:.1f} GiB free: use smaller images '
+                              'or a smaller batch')
 
     def switch_to_deploy(self) -> None:
         """Fold every BatchNorm into the conv it follows, in place, as mmpretrain's MobileOne
@@ -387,6 +433,7 @@ class XFormer(BaseModule):
                              f'has norm_cfg={self.norm_cfg!r}, which does not fold')
         fuse_conv_bn(self)
         self._freeze_stages()  # the folded weights are new parameters
+        self._first_stage_channels = _first_stage_channels(self.arch, without_norm=True)
         self.deploy = True
 
     def _freeze_stages(self):
@@ -404,6 +451,37 @@ class XFormer(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+
+def _first_stage_channels(arch, without_norm):
+    """Channels, at half the input's size, of the tensors that exist together in the first MV3
+    block: its input and expansion, and the output of the conv it runs (with that of its
+    BatchNorm), the depthwise conv's at the stage's stride."""
+    conv_outputs = 1 if without_norm else 2
+    hidden = arch['stem_channels'] * arch['expand_ratio']
+    return arch['stem_channels'] + hidden * max(conv_outputs,
+                                                1 + conv_outputs / arch['strides'][0]**2)
+
+
+def free_memory(device: torch.device) -> Optional[int]:
+    """Bytes that tensors on ``device`` can take now, or None where that is not known.
+
+    CPU: the kernel's ``MemAvailable`` (Linux); CUDA: the device's free memory plus what
+    PyTorch's caching allocator holds unused.
+    """
+    if device.type == 'cuda':
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != 'cpu':
+        return None
+    try:
+        with open('/proc/meminfo') as f:
+            fields = dict(line.split(':', 1) for line in f)
+    except OSError:  # not Linux
+        return None
+    if 'MemAvailable' not in fields:
+        return None
+    return int(fields['MemAvailable'].split()[0]) * 1024  # in kB
 
 
 def _is_int(value):
