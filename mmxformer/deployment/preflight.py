@@ -9,7 +9,7 @@ from typing import Dict, Iterator, Optional, Sequence
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_flatten
 
 from ..models.backbones.xformer import free_memory
 
@@ -34,7 +34,7 @@ class _LiveBytes(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         if any(result.alias_info is not None for result in func._schema.returns):
             return out  # a view of its input, or the input changed in place: no new memory
-        for tensor in tree_leaves(out):
+        for tensor in tree_flatten(out)[0]:  # tree_leaves is not in torch 2.1
             if isinstance(tensor, torch.Tensor):
                 nbytes = tensor.untyped_storage().nbytes()
                 self.live += nbytes

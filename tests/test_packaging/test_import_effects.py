@@ -58,15 +58,17 @@ SNAPSHOT = textwrap.dedent('''
     print(json.dumps(dict(before=before, after=after)))
 ''')
 
-
 #: The packages of which ``import mmxformer`` imports modules that a toolbox's registries had not
 #: imported yet: its own, and the parts of mmcv (its layers) and torch that it builds on.
 IMPORTED_PACKAGES = {'mmxformer', 'mmcv', 'torch'}
 
 
 def snapshots():
-    result = subprocess.run([sys.executable, '-c', SNAPSHOT], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run([sys.executable, '-c', SNAPSHOT],
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout.splitlines()[-1])
     return data['before'], data['after']
@@ -91,20 +93,21 @@ def test_import_changes_exactly_what_the_readme_lists():
     for name, registry in after['registries'].items():
         new = added(before['registries'][name], registry)
         kind = name.split('.', 1)[1].replace('MMENGINE_', '')
-        assert {key for key, cls in new.items()
+        assert {key
+                for key, cls in new.items()
                 if cls.startswith('mmxformer.')} == ours.get(kind, set()), (name, new)
         assert all(registry.get(key) == cls for key, cls in before['registries'][name].items())
     # 2. mmxformer's registries are children of mmengine's roots (scope 'mmxformer')
     for name, children in after['children'].items():
         new = set(children) - set(before['children'][name])
         root = name.startswith('mmengine.') or '.MMENGINE_' in name
-        expected = {'mmxformer'} if root and name.split('.', 1)[1].replace(
-            'MMENGINE_', '') in ours else set()
+        expected = {'mmxformer'
+                    } if root and name.split('.', 1)[1].replace('MMENGINE_', '') in ours else set()
         assert new == expected, (name, new)
     # 3. every prefix of mmengine's CheckpointLoader loads through mmxformer's safe loaders
     assert set(after['schemes']) == set(before['schemes'])
-    assert all(loader.startswith('mmxformer.checkpoint.loaders.')
-               for loader in after['schemes'].values())
+    assert all(
+        loader.startswith('mmxformer.checkpoint.loaders.') for loader in after['schemes'].values())
     # 4. torch's weights_only allow-list gains mmengine's checkpoint types and numpy's
     new_globals = set(after['safe_globals']) - set(before['safe_globals'])
     assert new_globals and set(before['safe_globals']) <= set(after['safe_globals'])

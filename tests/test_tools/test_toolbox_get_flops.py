@@ -20,8 +20,12 @@ from mmxformer.utils.config import build_model, load_config
 def run_toolbox_tool(package, config, *args):
     """The toolbox's own get_flops.py on ``config``: its printed FLOPs, e.g. '24.64M'."""
     tool = osp.join(get_installed_path(package), '.mim', 'tools', 'analysis_tools', 'get_flops.py')
-    result = subprocess.run([sys.executable, tool, osp.join(ROOT, config), *args],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, tool, osp.join(ROOT, config), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     # element-wise operations and normalisations go uncounted by convention (and so warned
     # about); a matrix product or convolution must not
@@ -53,8 +57,8 @@ def test_mmseg_flop_counter_counts_what_the_readme_counts():
     cfg = load_config(osp.join(ROOT, 'configs/xformer_mlp-decoder_digits.py'))
     model = build_model(cfg)
     with torch.no_grad():
-        counted = get_model_complexity_info(model, inputs=torch.rand(1, 3, 128, 256),
-                                            show_table=False, show_arch=False)['flops']
+        counted = get_model_complexity_info(
+            model, inputs=torch.rand(1, 3, 128, 256), show_table=False, show_arch=False)['flops']
     assert counted == complexity(model, (128, 256), task_of(cfg))[1]
 
 
