@@ -103,8 +103,10 @@ class CrossFeatureAttention(BaseModule):
         scale = (self.temperature[:, None] * feature).reshape(B, h * d, 1)
         weight = scale * self.proj.weight.t()
         # bmm, then the bias: the FLOP counters of the toolboxes (mmengine's analyzer) count
-        # aten::bmm and skip aten::baddbmm, which would leave this product out of their totals
-        return torch.bmm(v, weight) + self.proj.bias
+        # aten::bmm and skip aten::baddbmm, which would leave this product out of their totals.
+        # The bias in the product's dtype, as baddbmm has it under autocast (bf16 stays bf16).
+        out = torch.bmm(v, weight)
+        return out + self.proj.bias.to(out.dtype)
 
     def runtime_form(self) -> 'RuntimeCrossFeatureAttention':
         """This attention for inference, with its constant matrices built from the weights now
