@@ -49,7 +49,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 import torch.hub
 
-from ..utils.fileio import file_sha256, temporary_path, write_text_atomically
+from ..utils.fileio import file_sha256, process_is_running, temporary_path, write_text_atomically
 from .model_index import load_model_index, resolve_model
 
 # OpenMMLab names a released file <name>_<date>-<first 8 hex of its sha256>.pth.
@@ -254,7 +254,7 @@ def remove_stale_downloads(out_dir: str) -> List[str]:
     names = os.listdir(out_dir) if osp.isdir(out_dir) else []
     for name in names:
         match = TEMPORARY.fullmatch(name)
-        if not match or _running(int(match.group(1))):
+        if not match or process_is_running(int(match.group(1))):
             continue
         try:
             os.remove(osp.join(out_dir, name))
@@ -262,18 +262,6 @@ def remove_stale_downloads(out_dir: str) -> List[str]:
             continue
         removed.append(osp.join(out_dir, name))
     return removed
-
-
-def _running(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _check_cache_dir(out_dir):

@@ -157,3 +157,17 @@ def _is_named(fd, path):
         return False
     held = os.fstat(fd)
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def process_is_running(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is running (what a temporary file whose name holds
+    a pid was left by: a killed process's may be removed)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

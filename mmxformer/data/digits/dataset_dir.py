@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mmengine.logging import print_log
 
-from ...utils.fileio import exclusive_lock
+from ...utils.fileio import exclusive_lock, process_is_running
 
 MANIFEST = 'digits_manifest.json'
 FORMAT_VERSION = 1
@@ -151,7 +151,7 @@ def remove_leftovers(out_dir):
     pattern = re.compile(rf'\.{re.escape(out_dir.name)}\.(tmp|old)-(\d+)(-[0-9a-f]+)?')
     for path in sorted(out_dir.parent.iterdir()):
         match = pattern.fullmatch(path.name)
-        if not match or not path.is_dir() or _running(int(match[2])):
+        if not match or not path.is_dir() or process_is_running(int(match[2])):
             continue
         if match[1] == 'old' and not out_dir.exists():
             path.rename(out_dir)
@@ -160,18 +160,6 @@ def remove_leftovers(out_dir):
         elif match[1] == 'tmp' or read_manifest(path) is not None:
             shutil.rmtree(path)
             print_log(f'removed {path}, left by a killed run', logger='current')
-
-
-def _running(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _move_into_place(tmp_dir, out_dir, kind, args, force):
