@@ -25,16 +25,19 @@ demo: venv
 lint: venv
 	PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/pre-commit run --all-files --show-diff-on-failure
 
+# Two workers, one per core, each taking whole test files (a module's fixtures are built once).
+XDIST := -n 2 --dist loadfile
+
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: venv
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
 
 # The suite on the classic stack: what needs torch >= 2.6, ONNX or ExecuTorch skips with a reason;
 # the end-to-end runs of tools/train.py and tools/test.py (slow) run too.
 test-classic: venv-classic
-	.venv-classic/bin/python -m pytest -rs tests/test_models tests/test_apis tests/test_configs \
+	.venv-classic/bin/python -m pytest $(XDIST) -rs tests/test_models tests/test_apis tests/test_configs \
 		tests/test_checkpoint tests/test_packaging/test_import_effects.py tests/test_readme.py \
 		tests/test_tools/test_train_test_inputs.py
 

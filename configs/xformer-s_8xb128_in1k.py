@@ -13,6 +13,11 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmxformer'], allow_failed_imports=False)
+# The base's visualizer without the `_scope_` key that mmengine adds to what a config inherits
+# from another package: mmpretrain's tools/visualization/browse_dataset.py passes the dict's keys
+# to UniversalVisualizer itself, which takes no `_scope_`.
+visualizer = dict(
+    _delete_=True, type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])
 
 model = dict(
     type='ImageClassifier',

@@ -3,7 +3,12 @@
 # sliding-window test at 1024x2048) with the backbone swapped. Expects Cityscapes at
 # data/cityscapes/ (mmseg's layout, with the *_labelTrainIds.png maps of cityscapesscripts).
 _base_ = 'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py'
-custom_imports = dict(imports=['mmxformer'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmxformer', 'mmxformer.visualization.seg_local_visualizer'],
+    allow_failed_imports=False)
+# mmseg's visualizer, which also draws the images of its own tools/analysis_tools/browse_dataset.py
+# (see mmxformer/visualization/seg_local_visualizer.py)
+visualizer = dict(type='ContiguousSegLocalVisualizer')
 
 model = dict(
     backbone=dict(

@@ -6,12 +6,13 @@
 _base_ = './xformer_mlp-decoder_cityscapes.py'
 
 data_root = 'data/digits_seg/'
-# mmxformer.data.digits.SEG_CLASSES and SEG_PALETTE (a config cannot import them)
-metainfo = dict(
-    classes=('background', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
-    palette=[[0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
-             [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34],
-             [23, 190, 207]])
+# DigitsSegDataset (mmxformer/data/digits/seg_dataset.py) is imported with the plugin
+custom_imports = dict(
+    imports=[
+        'mmxformer', 'mmxformer.visualization.seg_local_visualizer',
+        'mmxformer.data.digits.seg_dataset'
+    ],
+    allow_failed_imports=False)
 # Cityscapes' 1024x2048 images and 1024x1024 crops, scaled down to the 128x256 images.
 image_scale = (256, 128)  # (W, H)
 crop_size = (128, 128)
@@ -45,13 +46,9 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
-# mmseg's CityscapesDataset accepts only Cityscapes' 19 classes: BaseSegDataset with its suffixes.
-dataset = dict(
-    type='BaseSegDataset',
-    data_root=data_root,
-    metainfo=metainfo,
-    img_suffix='_leftImg8bit.png',
-    seg_map_suffix='_gtFine_labelTrainIds.png')
+# mmseg's CityscapesDataset accepts only Cityscapes' 19 classes; DigitsSegDataset is mmseg's
+# BaseSegDataset with the digits' classes (background, '0'-'9'), palette and Cityscapes' suffixes.
+dataset = dict(type='DigitsSegDataset', data_root=data_root)
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,

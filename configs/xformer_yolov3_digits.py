@@ -1,6 +1,7 @@
 # Embedded default: configs/xformer_yolov3_coco.py on the generated digits set (COCO layout,
 # `python tools/misc/make_digits.py det`), trained from scratch on the CPU in minutes. Only the data
-# (root, classes, 160x160 images and what follows from their size), and the schedule change.
+# (root, classes, 160x160 images and what follows from their size, no RepeatDataset), and the
+# schedule change.
 _base_ = './xformer_yolov3_coco.py'
 
 data_root = 'data/digits_det/'
@@ -39,16 +40,21 @@ test_pipeline = [
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
+# The set itself, without the base's RepeatDataset: an epoch is one pass over the images, and the
+# toolboxes' tools that iterate a dataset (mmdet's browse_dataset.py) end.
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
     dataset=dict(
-        times=1,
-        dataset=dict(
-            data_root=data_root,
-            metainfo=metainfo,
-            filter_cfg=dict(filter_empty_gt=True, min_size=8),
-            pipeline=train_pipeline)))
+        _delete_=True,
+        type='CocoDataset',
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=8),
+        pipeline=train_pipeline,
+        backend_args=None))
 val_dataloader = dict(
     batch_size=8,
     num_workers=2,

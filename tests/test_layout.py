@@ -15,7 +15,7 @@ FLOORS = [
     ('mmxformer.registry', 'mmxformer.version'),
     ('mmxformer.utils', ),
     ('mmxformer.checkpoint', ),
-    ('mmxformer.models', 'mmxformer.engine', 'mmxformer.data'),
+    ('mmxformer.models', 'mmxformer.engine', 'mmxformer.data', 'mmxformer.visualization'),
     ('mmxformer.tasks', ),
     ('mmxformer.deployment', ),
     ('mmxformer.analysis', ),

@@ -48,11 +48,11 @@ def modes_of(runtime):
     return MODES if runtime == 'torch' else PRECISIONS
 
 
-def _xformer(attn):
+def _xformer(attn, **variant):
 
     def build():
         from ..models import XFormer
-        return XFormer('small', attn_cfg=dict(type=attn))
+        return XFormer('small', attn_cfg=dict(type=attn), **variant)
 
     return build
 
@@ -70,11 +70,23 @@ def _mobilenetv2():
 # Whole backbones up to their last feature map (XFormer-S and MobileViT-S: a 1x1 conv to 640
 # channels; MobileNetV2: to 1280), no classifier.
 MODELS = {
-    'xformer-s': _xformer('CrossFeatureAttention'),
-    'xformer-s-sa': _xformer('MultiheadSelfAttention'),
-    'xformer-s-skeleton': _xformer('IdentityMixer'),
-    'mobilevit-s': _mobilevit,
-    'mobilenetv2': _mobilenetv2,
+    'xformer-s':
+    _xformer('CrossFeatureAttention'),
+    'xformer-s-sa':
+    _xformer('MultiheadSelfAttention'),
+    'xformer-s-skeleton':
+    _xformer('IdentityMixer'),
+    # the quantization-friendly variant, as configs/xformer-s-relu_8xb128_in1k.py builds it
+    'xformer-s-relu':
+    _xformer(
+        'CrossFeatureAttention',
+        act_cfg=dict(type='ReLU'),
+        transformer_act_cfg=dict(type='ReLU'),
+        transformer_norm_cfg=dict(type='TokenBatchNorm')),
+    'mobilevit-s':
+    _mobilevit,
+    'mobilenetv2':
+    _mobilenetv2,
 }
 # Models that build N×N attention maps: (stride of their first transformer stage, patch size,
 # heads). MultiheadSelfAttention keeps the scores and their softmax, two maps a head and sequence.
@@ -282,7 +294,13 @@ def run(names,
 def build_runtime_run(name, runtime, precision, x, threads=None):
     """A zero-argument callable that runs model ``name``, exported to ``runtime`` in
     ``precision`` at the shape of ``x``, on ``x`` (see the module's docstring)."""
-    model = TensorModel(build(name, 'plain')).eval()
+    return runtime_run(TensorModel(build(name, 'plain')).eval(), runtime, precision, x, threads)
+
+
+def runtime_run(model, runtime, precision, x, threads=None):
+    """A zero-argument callable that runs ``model`` (in eval mode, tensors out), exported to
+    ``runtime`` ('onnxruntime' or 'executorch') in ``precision`` at the shape of ``x``, on
+    ``x``."""
     calibration = _calibration(x)
     if runtime == 'onnxruntime':
         return _onnxruntime_run(model, precision, x, calibration, threads)

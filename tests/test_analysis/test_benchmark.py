@@ -3,6 +3,7 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import TINY_ARCH
 
 from mmxformer.analysis import benchmark as bm
 
@@ -73,7 +74,7 @@ def test_run_in_another_runtime_in_fp32_and_int8(runtime, monkeypatch):
             'executorch.exir', reason='ExecuTorch is not installed '
             "(pip install -e '.[deploy]')")
     from mmxformer.models import XFormer
-    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer('xxsmall'))  # fast to export
+    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer(TINY_ARCH))  # fast to export
     records = bm.run(['xformer-s'], [(64, 64)],
                      modes=bm.PRECISIONS,
                      repeats=2,
@@ -98,7 +99,7 @@ def test_the_timed_program_computes_the_backbone(runtime, monkeypatch):
     if runtime == 'executorch':
         pytest.importorskip('executorch.exir', reason='ExecuTorch is not installed')
     from mmxformer.models import XFormer
-    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer('xxsmall', out_indices=(3, 4)))
+    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer(TINY_ARCH, out_indices=(3, 4)))
     x = torch.rand(1, 3, 64, 64)
     torch.manual_seed(1)
     got = bm.build_runtime_run('xformer-s', runtime, 'fp32', x)()

@@ -38,9 +38,9 @@ def data_options(root):
     ann = osp.join(root, 'annotations/instances_val2017.json')
     return [
         'model.test_cfg.conf_thr=0', 'model.test_cfg.score_thr=0',
-        f'train_dataloader.dataset.dataset.data_root={root}',
-        f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
-        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}'
+        f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}', f'val_evaluator.ann_file={ann}',
+        f'test_evaluator.ann_file={ann}'
     ]
 
 

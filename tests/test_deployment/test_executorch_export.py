@@ -12,25 +12,26 @@ pytest.importorskip(
     'torchao', reason='torchao (PT2E quantization) is not installed '
     '(requirements/deploy.txt)')
 
-from conftest import digits_options  # noqa: E402
+from conftest import TINY_ARCH, digits_options  # noqa: E402
 
 from mmxformer.cli import UsageError  # noqa: E402
 from mmxformer.deployment.export import executorch as ee  # noqa: E402
 from mmxformer.deployment.export.network import ExportCheckError, build_network  # noqa: E402
 from mmxformer.deployment.export.onnx import export_onnx  # noqa: E402
-from mmxformer.models import XFormer, to_runtime_form  # noqa: E402
+from mmxformer.models import SqueezeExcitation, XFormer, to_runtime_form  # noqa: E402
 from mmxformer.utils.config import load_config  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-# The digits configs with the XXS backbone (the necks and decoder follow its channels).
+# The digits classifier (XXS), and the detector and segmentor with the tiny backbone (the neck
+# and decoder follow its channels).
 CLASSIFIER = ('configs/xformer-xxs_digits.py', {}, (32, 32))
 DETECTOR = ('configs/xformer_yolov3_digits.py', {
-    'model.backbone.arch': 'xxsmall',
-    'model.neck.in_channels': [80, 64, 48]
+    'model.backbone.arch': TINY_ARCH,
+    'model.neck.in_channels': [16, 16, 16]
 }, (64, 64))
 SEGMENTOR = ('configs/xformer_mlp-decoder_digits.py', {
-    'model.backbone.arch': 'xxsmall',
-    'model.decode_head.in_channels': [24, 48, 64, 80]
+    'model.backbone.arch': TINY_ARCH,
+    'model.decode_head.in_channels': [8, 16, 16, 16]
 }, (64, 64))
 
 
@@ -83,9 +84,9 @@ def test_a_failed_check_writes_nothing(classifier_programs, tmp_path, monkeypatc
 
 
 def test_a_zero_padding_shares_its_input_quantization():
-    # XFormer-XXS at 32x32: the last stage's 1x1 map is padded to the 2x2 patch. Unannotated, the
+    # XFormer at 32x32: the last stage's 1x1 map is padded to the 2x2 patch. Unannotated, the
     # pad read a dequantized tensor and XNNPACK failed to build the program (compileModel 0x1).
-    model = to_runtime_form(XFormer('xxsmall', out_indices=(4, ))).eval()
+    model = to_runtime_form(XFormer(TINY_ARCH, out_indices=(4, ))).eval()
     x = torch.randn(1, 3, 32, 32)
     module = torch.export.export(model, (x, )).module()
     from mmxformer.deployment.quantize.pt2e import quantize_for_xnnpack
@@ -244,3 +245,32 @@ def test_what_cannot_be_exported_is_refused_before_the_export(classifier_program
         ee.export_executorch(cfg, str(copy), (32, 32), str(copy))
     assert copy.read_bytes() == checkpoint.read_bytes()
     assert sorted(os.listdir(tmp_path)) == ['weights.pth']
+
+
+def test_the_relu_variant_runs_int8_between_its_layers():
+    # configs/*-relu*.py's backbone after PT2E with the XNNPACK quantizer: no activation or norm
+    # left in float32 (what SiLU, GELU and the LayerNorms of the paper's model are), and the
+    # lowered program computes the quantized graph (the exporters' int8 check)
+    import re
+
+    from mmxformer.deployment.quantize.pt2e import INT8_TOLERANCE, quantize_for_xnnpack
+    variant = dict(
+        act_cfg=dict(type='ReLU'),
+        transformer_act_cfg=dict(type='ReLU'),
+        transformer_norm_cfg=dict(type='TokenBatchNorm'))
+    torch.manual_seed(0)
+    model = to_runtime_form(XFormer(TINY_ARCH, out_indices=(4, ), **variant).eval())
+    x = torch.rand(1, 3, 64, 64)
+    quantized = quantize_for_xnnpack(
+        torch.export.export(model, (x, )).module(), x, [torch.rand_like(x) for _ in range(2)])
+    ops = [str(node.target) for node in quantized.graph.nodes if node.op == 'call_function']
+    assert any('relu' in op for op in ops)
+    assert not [op for op in ops if re.search('silu|gelu|hardswish|_norm', op)]
+    # the one sigmoid left is the squeeze-excitation gate's, on one value per channel
+    gates = sum(isinstance(m, SqueezeExcitation) for m in model.modules())
+    assert [op for op in ops if 'sigmoid' in op] == ['aten.sigmoid.default'] * gates
+    program, summary = ee.lower_to_xnnpack(torch.export.export(quantized, (x, )))
+    assert summary['delegates'] >= 1
+    with torch.no_grad():
+        want = quantized(x)
+    ee.compare(ee.load_method(program), x, want, INT8_TOLERANCE * float(want[0].abs().max()))

@@ -50,9 +50,12 @@ def test_calibration_inputs_are_the_preprocessed_images_of_a_split(tiny_sets, sp
 
 
 def test_training_images_are_read_without_augmentation(tiny_sets):
-    # the detector's training set: a RepeatDataset whose pipeline distorts colours at random
+    # the detector's training set, whose pipeline distorts colours at random, inside a
+    # RepeatDataset as the COCO recipe has it
     cfg = load_config(
         osp.join(ROOT, 'configs/xformer_yolov3_digits.py'), digits_options('det', tiny_sets['det']))
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=3, dataset=cfg.train_dataloader.dataset)
     loader_cfg = split_loader_cfg(cfg, 'train')
     assert loader_cfg['dataset']['type'] == 'RepeatDataset'
     assert loader_cfg['dataset']['dataset']['pipeline'] == cfg.test_dataloader.dataset.pipeline

@@ -84,7 +84,7 @@ def test_train_with_amp_on_the_cpu(tmp_path):
     result = subprocess.run([
         sys.executable,
         osp.join(ROOT, 'tools/train.py'), DIGITS, '--amp', '--work-dir',
-        str(work_dir), '--cfg-options', f'train_dataloader.dataset.dataset.data_root={root}',
+        str(work_dir), '--cfg-options', f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}', 'train_cfg.max_epochs=1',
         'train_cfg.val_interval=2', 'train_dataloader.batch_size=2',

@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from mmxformer.models import (CrossFeatureAttention, RuntimeCrossFeatureAttention, RuntimeLayerNorm,
-                              XFormer, to_runtime_form)
+                              TokenBatchNorm, XFormer, to_runtime_form)
+
+#: The quantization-friendly variant (configs/*-relu*.py)
+RELU_VARIANT = dict(
+    act_cfg=dict(type='ReLU'),
+    transformer_act_cfg=dict(type='ReLU'),
+    transformer_norm_cfg=dict(type='TokenBatchNorm'))
 
 
 def perturbed(model):
@@ -12,9 +18,12 @@ def perturbed(model):
         for module in model.modules():
             if isinstance(module, CrossFeatureAttention):
                 module.temperature.uniform_(0.5, 4.)
-            elif isinstance(module, torch.nn.LayerNorm):
+            elif isinstance(module, (torch.nn.LayerNorm, TokenBatchNorm)):
                 module.weight.uniform_(0.5, 2.)
                 module.bias.uniform_(-1., 1.)
+            if isinstance(module, TokenBatchNorm):
+                module.running_mean.uniform_(-1., 1.)
+                module.running_var.uniform_(0.5, 2.)
     return model.eval()
 
 
@@ -58,3 +67,70 @@ def test_the_runtime_form_of_a_model_computes_what_the_model_computes():
     with torch.no_grad():
         for want, got in zip(model(x), form(x)):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('layer', [torch.nn.Linear(32, 8), torch.nn.Conv2d(32, 8, 1, bias=False)])
+def test_a_token_batch_norm_folds_into_the_layer_after_it(layer):
+    torch.manual_seed(0)
+    norm = perturbed(TokenBatchNorm(32))
+    x = torch.randn(2, 5, 32)
+    with torch.no_grad():
+        if isinstance(layer, torch.nn.Linear):
+            want = layer(norm(x))
+            norm.fold_into(layer)
+            got = layer(x)
+        else:  # tokens (B, N, C) as a (B, C, N, 1) map
+            to_map = lambda t: t.transpose(1, 2)[..., None]  # noqa: E731
+            want = layer(to_map(norm(x)))
+            norm.fold_into(layer)
+            got = layer(to_map(x))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('layer, message', [(torch.nn.Conv2d(32, 8, 3), 'Linear or unpadded 1x1'),
+                                            (torch.nn.Linear(16, 8), 'takes 16 channels')])
+def test_a_token_batch_norm_refuses_a_layer_it_cannot_fold_into(layer, message):
+    with pytest.raises(ValueError, match=message):
+        TokenBatchNorm(32).fold_into(layer)
+
+
+def test_a_token_batch_norm_normalises_each_channel_over_all_tokens():
+    norm = TokenBatchNorm(4, affine=False).train()
+    x = torch.randn(3, 7, 4) * torch.tensor([1., 2., 3., 4.]) + 5
+    y = norm(x)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y.mean((0, 1)), torch.zeros(4), rtol=0, atol=1e-5)
+    torch.testing.assert_close(y.var((0, 1), unbiased=False), torch.ones(4), rtol=0, atol=1e-3)
+
+
+def test_the_runtime_form_of_the_relu_variant_has_no_norm_left_in_its_transformers():
+    model = perturbed(XFormer('xxsmall', **RELU_VARIANT))
+    form = to_runtime_form(model)
+    kinds = {type(m) for m in form.modules()}
+    assert not kinds & {TokenBatchNorm, torch.nn.LayerNorm, RuntimeLayerNorm, torch.nn.SiLU}
+    assert any(isinstance(m, TokenBatchNorm) for m in model.modules())  # a copy
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for want, got in zip(model(x), form(x)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_relu_variant_deploys_to_the_structure_of_deploy_true():
+    torch.manual_seed(0)
+    model = perturbed(XFormer('xxsmall', **RELU_VARIANT))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        model.switch_to_deploy()
+        got = model(x)
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    deployed = XFormer('xxsmall', deploy=True, **RELU_VARIANT)
+    assert {
+        k: v.shape
+        for k, v in deployed.state_dict().items()
+    } == {
+        k: v.shape
+        for k, v in model.state_dict().items()
+    }

@@ -38,11 +38,15 @@ def wheel(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def installed(wheel, tmp_path_factory):
-    """An environment where mmxformer is the built wheel, not the editable checkout (mim looks
-    for a package next to its metadata, which an editable install's is not)."""
+def installed(tmp_path_factory):
+    """An environment where mmxformer is installed as the README installs it, `pip install .`
+    (into a folder of its own, put on PYTHONPATH), not the editable checkout: mim looks for a
+    package next to its metadata, which an editable install's is not."""
     target = tmp_path_factory.mktemp('site')
-    run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--target', target, wheel])
+    run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-build-isolation', '--target',
+        target, ROOT
+    ])
     return dict(os.environ, PYTHONPATH=str(target))
 
 
@@ -69,6 +73,8 @@ def test_mim_lists_every_model_with_its_config(installed):
             "print(json.dumps(get_model_info('mmxformer', shown_fields=['config'], to_dict=True)))")
     listed = json.loads(run([sys.executable, '-c', code], env=installed).stdout.splitlines()[-1])
     assert listed == {name: dict(config=entry['Config']) for name, entry in MODELS.items()}
+    searched = run([*MIM, 'search', 'mmxformer'], env=installed).stdout
+    assert all(name in searched for name in MODELS)
 
 
 def test_mim_download_needs_published_weights(installed, tmp_path):
@@ -134,7 +140,7 @@ def test_mim_download_fetches_a_published_checkpoint(installed, served, tmp_path
 
 def train_options(root):
     return [
-        f'train_dataloader.dataset.dataset.data_root={root}',
+        f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}',
         f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
@@ -174,3 +180,19 @@ def test_mim_train_mmxformer_with_a_config_name(installed, tmp_path):
     assert f'{mim_dir}/configs/xformer_yolov3_digits.py' in result.stdout
     assert f'{mim_dir}/tools/train.py' in result.stdout
     assert 'Training finished successfully' in result.stdout
+
+
+@pytest.mark.slow
+def test_mim_test_mmxformer_with_a_config_name(installed, tmp_path):
+    root = make_digits_det(tmp_path / 'digits', num_train=4, num_val=2, seed=1)
+    model = build_model(load_config(osp.join(ROOT, MODELS['xformer_yolov3_digits']['Config'])))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(seed=0)), tmp_path / 'model.pth')
+    result = run([
+        *MIM, 'test', 'mmxformer', 'xformer_yolov3_digits.py', '--checkpoint', tmp_path /
+        'model.pth', '--work-dir', tmp_path / 'work', '--cfg-options', *train_options(root)
+    ],
+                 env=installed,
+                 cwd=tmp_path)
+    mim_dir = osp.join(installed['PYTHONPATH'], 'mmxformer', '.mim')
+    assert f'{mim_dir}/tools/test.py' in result.stdout
+    assert 'coco/bbox_mAP_50' in result.stdout

@@ -27,7 +27,7 @@ def train_command(root, work_dir, *extra):
         sys.executable,
         osp.join(ROOT, 'tools/train.py'), DIGITS, '--work-dir',
         str(work_dir), *extra, '--cfg-options', 'model.backbone.arch=xxsmall',
-        'model.neck.in_channels=[80,64,48]', f'train_dataloader.dataset.dataset.data_root={root}',
+        'model.neck.in_channels=[80,64,48]', f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',

@@ -24,7 +24,7 @@ SMALL = ['model.backbone.arch=xxsmall', 'model.neck.in_channels=[80,64,48]']
 def data_options(root):
     ann = osp.join(root, 'annotations/instances_val2017.json')
     return [
-        *SMALL, f'train_dataloader.dataset.dataset.data_root={root}',
+        *SMALL, f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
         f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
         'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'

@@ -14,7 +14,7 @@ VAL_ANN = 'annotations/instances_val2017.json'
 
 def data_options(root):
     return [
-        '--cfg-options', f'train_dataloader.dataset.dataset.data_root={root}',
+        '--cfg-options', f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}'
     ]
 

@@ -46,7 +46,7 @@ def test_misspelt_cfg_option_is_refused_with_a_suggestion():
     ('default_hooks.checkpoint.max_keep_ckpt', r"\(CheckpointHook\) has no argument "
      r"'max_keep_ckpt' \(did you mean 'max_keep_ckpts'"),
     ('train_dataloader.batch_szie', r"\(DataLoader\) has no argument 'batch_szie'"),
-    ('train_dataloader.dataset.dataset.pipeline.2.scal', r"pipeline.2 \(Resize\) has no "
+    ('train_dataloader.dataset.pipeline.2.scal', r"pipeline.2 \(Resize\) has no "
      r"argument 'scal' \(did you mean 'scale'"),
     ('model.test_cfg.scor_thr', r"model.test_cfg has no key 'scor_thr' \(did you mean "
      r"'score_thr'"),
@@ -118,6 +118,6 @@ def test_variables_that_the_runner_does_not_read_are_refused_for_it():
             ConfigError,
             match=r"'train_pipeline.2.scale': the runner does not read "
             r'train_pipeline, .* so the option would change nothing; its value went to '
-            r'train_dataloader.dataset.dataset.pipeline.2.scale: set those'):
+            r'train_dataloader.dataset.pipeline.2.scale: set those'):
         load_config(DIGITS, option, runner=True)
     assert load_config(DIGITS, option).train_pipeline[2].scale == (64, 64)  # other tools' own

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 import torch
 
 from mmxformer.analysis import benchmark as bm
+from mmxformer.analysis.matmul_rate import SHAPE, matmul_rate, work_multiples
 from mmxformer.utils.fileio import write_text_atomically
 
 # glibc serves every allocation above 32 MiB (the largest activations of a backbone at 1024² and
@@ -66,6 +67,8 @@ GOALS_1024 = [
      1.3),
 ]
 
+#: The quantization-friendly variant, whose int8 goals are its own (docs/int8.md).
+RELU = 'xformer-s-relu'
 #: Sizes at which the int8 speed-up over fp32 is reported (docs/int8.md).
 INT8_SPEEDUP_SIZES = [(256, 256), (1024, 1024)]
 
@@ -82,9 +85,14 @@ def check_goals(records, modes, statistic='median'):
     rows = []
     if set(bm.PRECISIONS) <= set(modes):  # another runtime: what int8 gains over fp32
         for size in INT8_SPEEDUP_SIZES:
-            rows.append(('both', f'XFormer-S fp32 / int8 latency at {bm.size_name(size)}',
+            at = bm.size_name(size)
+            rows.append(('both', f'XFormer-S fp32 / int8 latency at {at}',
                          ratio(bm.BASELINE, bm.BASELINE, 'latency', size, 'fp32',
                                'int8'), '>=', 1.5))
+            rows.append(('both', f'XFormer-S-ReLU fp32 / int8 latency at {at}',
+                         ratio(RELU, RELU, 'latency', size, 'fp32', 'int8'), '>=', 2.5))
+            rows.append(('int8', f'XFormer-S / XFormer-S-ReLU int8 latency at {at}',
+                         ratio(bm.BASELINE, RELU, 'latency', size, 'int8', 'int8'), '>=', 2.0))
     for mode in modes:
         for text, num, den, what, size, op, target in GOALS_1024:
             rows.append(
@@ -120,6 +128,26 @@ def format_goals(rows, rows_min=None):
         lines.append(f'| {mode} | {text} | {bm.format_value(value, "")} | '
                      f'{bm.format_value(row_min and row_min[2], "")} | {op} {target:g} | '
                      f'{ {True: "yes", False: "NO", None: "not measured"}[met]} |')
+    return '\n'.join(lines)
+
+
+def format_work(rates, work):
+    """Markdown: the matrix-product rate of each precision, then each model's latency as a
+    multiple of its multiply-adds at that rate."""
+    shape = ' x '.join(map(str, SHAPE))
+    lines = [
+        f'### The matrix-product limit ({shape} linear layer, this runtime)\n',
+        '| precision | G multiply-adds / s |', '|---|---|'
+    ]
+    lines += [f'| {mode} | {rate:.1f} |' for mode, rate in rates.items()]
+    lines += [
+        '', '| size | model | precision | G multiply-adds | their time at the rate, ms | '
+        'latency / that time |', '|---|---|---|---|---|---|'
+    ]
+    lines += [
+        f'| {bm.size_name(row["size"])} | {row["model"]} | {row["mode"]} | {row["macs"] / 1e9:.2f} '
+        f'| {row["work_ms"]:.1f} | {row["multiple"]:.2f}x |' for row in work
+    ]
     return '\n'.join(lines)
 
 
@@ -282,10 +310,16 @@ def main(argv=None):
         not args.no_memory,
         args.threads,
         runtime=args.runtime)
+    rates = work = None
+    if args.runtime != 'torch':  # the matrix-product limit of each precision (matmul_rate.py)
+        rates = {mode: matmul_rate(args.runtime, mode, args.threads) for mode in args.modes}
+        work = work_multiples(records, rates)
     env['load_average'] = [load, busy_warning()]
     goals = check_goals(records, args.modes)
     goals_min = check_goals(records, args.modes, 'min')
     print(bm.format_tables(records, args.modes))
+    if rates:
+        print('\n' + format_work(rates, work))
     print('\n' + format_goals(goals, goals_min))
 
     os.makedirs(args.out_dir, exist_ok=True)
@@ -299,6 +333,8 @@ def main(argv=None):
         repeats=args.repeats,
         warmup=args.warmup,
         records=records,
+        matmul_rate_gmacs=rates,
+        work_limit=work,
         goals=[
             dict(
                 mode=m,

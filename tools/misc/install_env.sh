@@ -82,7 +82,7 @@ if [ "$stack" = pinned ]; then
     # lacks).
     "${pip[@]}" --no-deps -r "$root/requirements/mmdeploy.txt"
 else
-    "${pip[@]}" pytest
+    "${pip[@]}" pytest pytest-xdist
 fi
 "${pip[@]}" --no-deps --no-build-isolation -e "$root"
 

@@ -7,8 +7,8 @@
 A label map is uint8, one channel: 0 background, 1-10 the digits '0'-'9' (their ink), 255
 (ignored) on the anti-aliased rim of each digit. Validation images show held-out source digits
 only. mmseg's ``CityscapesDataset`` refuses other class names, so a config reads the set with
-``type='BaseSegDataset'``, the two suffixes and ``metainfo=dict(classes=SEG_CLASSES,
-palette=SEG_PALETTE)``.
+``type='DigitsSegDataset'`` (:mod:`mmxformer.data.digits.seg_dataset`, imported through the
+config's ``custom_imports``).
 """
 import cv2
 import numpy as np

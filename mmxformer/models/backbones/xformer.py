@@ -17,7 +17,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmxformer.checkpoint.state_dict import load_pretrained, pretrained_init_cfgs
 from mmxformer.registry import MODELS
 from ..builder import attention_types
-from ..layers import MV3Block, XFBlock
+from ..layers import MV3Block, TokenBatchNorm, XFBlock
+from ..runtime_form import fold_token_norms
 
 # The smallest value of each key of an arch dict: the per-stage lists (STAGE_KEYS), then the
 # scalars. embed_dims, depths and mlp_ratios are 0 in the stages without an XF block.
@@ -66,6 +67,12 @@ class XFormer(BaseModule):
         conv_cfg (dict, optional): Config of the conv layers. Defaults to None (Conv2d).
         norm_cfg (dict): Config of the norm layers after the convs. Defaults to BN.
         act_cfg (dict): Config of the activations after the convs. Defaults to SiLU.
+        transformer_norm_cfg (dict): Config of the norm layers of the XF blocks' transformer
+            layers: ``LN`` (the paper's), or ``TokenBatchNorm``, which :meth:`switch_to_deploy`
+            folds into the linear layers after them (``deploy=True`` builds none). Defaults to
+            LN.
+        transformer_act_cfg (dict): Activation of the transformer layers' MLPs. Defaults to
+            GELU.
         deploy (bool): Build the structure of :meth:`switch_to_deploy`: every conv that BN
             follows has a bias and no BN, so that a checkpoint converted by it (mmpretrain's
             ``tools/model_converters/reparameterize_model.py``) loads. Needs a BatchNorm
@@ -158,6 +165,8 @@ class XFormer(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  act_cfg: dict = dict(type='SiLU'),
+                 transformer_norm_cfg: dict = dict(type='LN'),
+                 transformer_act_cfg: dict = dict(type='GELU'),
                  deploy: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer=['Conv2d']),
@@ -189,6 +198,9 @@ class XFormer(BaseModule):
         # deploy: the structure fuse_conv_bn leaves, convs with a bias (ConvModule's 'auto'
         # without a norm) and no BN, so that the state dicts have the same keys.
         common = dict(conv_cfg=conv_cfg, norm_cfg=None if deploy else norm_cfg, act_cfg=act_cfg)
+        # and no TokenBatchNorm in the transformers: switch_to_deploy folds them too
+        if deploy and _is_norm(transformer_norm_cfg, TokenBatchNorm, 'transformer_norm_cfg'):
+            transformer_norm_cfg = None
 
         arch = self.arch
         self.stem = ConvModule(in_channels, arch['stem_channels'], 3, 2, 1, **common)
@@ -209,8 +221,18 @@ class XFormer(BaseModule):
             ]
             if embed_dims:
                 blocks.append(
-                    XFBlock(out_channels, embed_dims, depth, mlp_ratio, attn_cfg, patch_size,
-                            rates[:depth], with_cp, **common))
+                    XFBlock(
+                        out_channels,
+                        embed_dims,
+                        depth,
+                        mlp_ratio,
+                        attn_cfg,
+                        patch_size,
+                        rates[:depth],
+                        with_cp,
+                        transformer_norm_cfg=transformer_norm_cfg,
+                        transformer_act_cfg=transformer_act_cfg,
+                        **common))
                 rates = rates[depth:]
             self.stages.append(Sequential(*blocks))
             channels = out_channels
@@ -418,7 +440,9 @@ class XFormer(BaseModule):
 
     def switch_to_deploy(self) -> None:
         """Fold every BatchNorm into the conv it follows, in place, as mmpretrain's MobileOne
-        and RepVGG do: mmcv's ``fuse_conv_bn``, as :func:`mmxformer.deployment.deploy` runs it.
+        and RepVGG do: mmcv's ``fuse_conv_bn``, as :func:`mmxformer.deployment.deploy` runs it;
+        and a ``TokenBatchNorm`` of the transformers into the linear layer after it
+        (:func:`~mmxformer.models.runtime_form.fold_token_norms`).
 
         Afterwards the backbone has the structure (and state-dict keys) of ``deploy=True``, and
         in eval mode the same outputs, to float rounding. A second call does nothing.
@@ -432,6 +456,7 @@ class XFormer(BaseModule):
             raise ValueError(f'switch_to_deploy() folds BatchNorm into the convs; this XFormer '
                              f'has norm_cfg={self.norm_cfg!r}, which does not fold')
         fuse_conv_bn(self)
+        fold_token_norms(self)
         self._freeze_stages()  # the folded weights are new parameters
         self._first_stage_channels = _first_stage_channels(self.arch, without_norm=True)
         self.deploy = True
@@ -507,8 +532,16 @@ def _check_number(name, value, minimum):
 def _norm_folds(norm_cfg):
     """Whether the norm layer of ``norm_cfg`` is a BatchNorm (what ``fuse_conv_bn`` folds).
 
-    The type is looked up as mmcv's ``build_norm_layer`` will, so that an unknown one fails
-    here, by its name, rather than deep in the build.
+    Raises:
+        TypeError, ValueError: see :func:`_norm_layer`.
+    """
+    return _is_norm(norm_cfg, (_BatchNorm, nn.SyncBatchNorm))
+
+
+def _is_norm(norm_cfg, classes, name='norm_cfg'):
+    """Whether ``norm_cfg`` builds one of ``classes``. Its type is looked up as mmcv's
+    ``build_norm_layer`` will, so that an unknown one fails here, by its name, rather than deep
+    in the build.
 
     Raises:
         TypeError, ValueError: ``norm_cfg`` is neither None nor a dict with a known ``type``.
@@ -516,7 +549,7 @@ def _norm_folds(norm_cfg):
     if norm_cfg is None:
         return False
     if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
-        raise TypeError(f"norm_cfg must be None or a dict with a 'type', got {norm_cfg!r}")
+        raise TypeError(f"{name} must be None or a dict with a 'type', got {norm_cfg!r}")
     norm_type = norm_cfg['type']
     if isinstance(norm_type, type):
         layer = norm_type
@@ -524,10 +557,10 @@ def _norm_folds(norm_cfg):
         with MMENGINE_MODELS.switch_scope_and_registry(None) as registry:
             layer = registry.get(norm_type)
         if layer is None:
-            raise ValueError(f'Unknown norm_cfg type {norm_type!r} (scope {registry.scope!r}): '
+            raise ValueError(f'Unknown {name} type {norm_type!r} (scope {registry.scope!r}): '
                              "use a norm layer of mmengine's MODELS, e.g. 'BN', 'SyncBN', 'GN' "
                              "(with num_groups), 'LN', 'IN'")
-    return isinstance(layer, type) and issubclass(layer, (_BatchNorm, nn.SyncBatchNorm))
+    return isinstance(layer, type) and issubclass(layer, classes)
 
 
 def _product(values):

@@ -3,10 +3,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import ConvModule, build_norm_layer
+from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList
 
 from .activation_checkpointing import checkpointed
+from .token_batch_norm import TokenBatchNorm, build_token_norm
 from .transformer_layer import TransformerLayer
 
 
@@ -33,7 +34,8 @@ class XFBlock(BaseModule):
         conv_cfg (dict, optional): Config of the conv layers. Defaults to None (Conv2d).
         norm_cfg (dict): Config of the norm layers after the convs. Defaults to BN.
         act_cfg (dict): Config of the activations after the convs. Defaults to SiLU.
-        transformer_norm_cfg (dict): Config of the norm layers of the transformer. Defaults to LN.
+        transformer_norm_cfg (dict, optional): Config of the norm layers of the transformer;
+            None for none (folded TokenBatchNorms). Defaults to LN.
         transformer_act_cfg (dict): Activation of the transformer's MLPs. Defaults to GELU.
         init_cfg (dict, optional): Initialization config dict. Defaults to None.
     """
@@ -50,7 +52,7 @@ class XFBlock(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  act_cfg: dict = dict(type='SiLU'),
-                 transformer_norm_cfg: dict = dict(type='LN'),
+                 transformer_norm_cfg: Optional[dict] = dict(type='LN'),
                  transformer_act_cfg: dict = dict(type='GELU'),
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
@@ -65,7 +67,7 @@ class XFBlock(BaseModule):
             TransformerLayer(embed_dims, mlp_ratio, attn_cfg, rate, transformer_norm_cfg,
                              transformer_act_cfg) for rate in drop_path_rates
         ])
-        self.norm = build_norm_layer(transformer_norm_cfg, embed_dims)[1]
+        self.norm = build_token_norm(transformer_norm_cfg, embed_dims)
         self.from_tokens = ConvModule(embed_dims, channels, 1, **common)
         self.fuse = ConvModule(2 * channels, channels, 3, padding=1, **common)
 
@@ -95,6 +97,15 @@ class XFBlock(BaseModule):
         else:
             x = tokens.permute(0, 5, 3, 1, 4, 2).reshape(B, D, h * p, w * p)
         return x[:, :, :like.shape[2], :like.shape[3]]
+
+    def fold_norms(self) -> None:
+        """For inference: fold the block's last norm, a :class:`TokenBatchNorm`, into
+        ``from_tokens`` (a 1x1 conv of each token: the fold in between only moves them) and
+        leave an identity in its place; another norm stays. The transformer layers fold their
+        own (:meth:`TransformerLayer.fold_norms`)."""
+        if isinstance(self.norm, TokenBatchNorm):
+            self.norm.fold_into(self.from_tokens.conv)
+            self.norm = torch.nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, grid = self.unfold(self.to_tokens(self.local(x)))

@@ -1,0 +1,8 @@
+# ../xformer-s-relu_8xb128_in1k.py with the backbone in its deployed structure
+# (XFormer.switch_to_deploy(): BatchNorm folded into the convs, and the transformers'
+# TokenBatchNorms into the linear layers after them), as mmpretrain's configs/mobileone/deploy/
+# are. Checkpoints converted by mmpretrain's tools/model_converters/reparameterize_model.py from
+# that config load here and give the same outputs.
+_base_ = '../xformer-s-relu_8xb128_in1k.py'
+
+model = dict(backbone=dict(deploy=True))

@@ -1,0 +1,1 @@
+"""Visualizers for the toolboxes' tools (imported by the configs that name them)."""
