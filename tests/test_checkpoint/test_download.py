@@ -3,6 +3,7 @@ import http.server
 import io
 import os
 import os.path as osp
+import random
 import re
 import resource
 import signal
@@ -24,7 +25,9 @@ from mmxformer.checkpoint.download import ChecksumError, DownloadError, download
 from mmxformer.checkpoint.safe_load import NotACheckpointError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-BODY = os.urandom(3 * torch.hub.READ_DATA_CHUNK // 2)  # more than one read of torch's
+# more than one read of torch's; the same bytes in every process (the test ids hold their hash,
+# and pytest-xdist's workers must collect the same tests)
+BODY = random.Random(0).randbytes(3 * torch.hub.READ_DATA_CHUNK // 2)
 SHA256 = hashlib.sha256(BODY).hexdigest()
 OTHER_SHA256 = hashlib.sha256(b'something else').hexdigest()
 TIMEOUT = 0.3

@@ -67,3 +67,61 @@ def test_goals_from_the_minima(tool):
     by_median, by_min = (
         tool.check_goals(records, ['deploy'], statistic)[1][2] for statistic in ('median', 'min'))
     assert (by_median, by_min) == (1.5, 2.5)
+
+
+def test_the_int8_goals_of_the_relu_variant(tool):
+
+    def record(mode, model, median):
+        return dict(
+            mode=mode,
+            model=model,
+            size=[256, 256],
+            latency=dict(median=median, q1=median, q3=median, min=median, max=median, n=1))
+
+    records = [
+        record('fp32', 'xformer-s', 20),
+        record('int8', 'xformer-s', 16),
+        record('fp32', 'xformer-s-relu', 18),
+        record('int8', 'xformer-s-relu', 6)
+    ]
+    goals = {text: value for _, text, value, _, _ in tool.check_goals(records, bm.PRECISIONS)}
+    assert goals['XFormer-S fp32 / int8 latency at 256x256'] == 1.25
+    assert goals['XFormer-S-ReLU fp32 / int8 latency at 256x256'] == 3.0
+    assert goals['XFormer-S / XFormer-S-ReLU int8 latency at 256x256'] == pytest.approx(16 / 6)
+    assert goals['XFormer-S-ReLU fp32 / int8 latency at 1024x1024'] is None  # not measured
+
+
+def test_executorch_run_prints_the_matrix_product_limit(tool, tmp_path, monkeypatch, capsys):
+    """One run in ExecuTorch, fp32 and int8, with the tiny backbone and a small product: the
+    latency tables, the rate of each precision with every model's multiple of its work, the
+    goals, and the JSON record of all of it."""
+    pytest.importorskip('executorch.exir', reason='ExecuTorch is not installed')
+    import json
+
+    from conftest import TINY_ARCH
+
+    from mmxformer.analysis import matmul_rate
+    from mmxformer.models import XFormer
+    monkeypatch.setitem(bm.MODELS, 'xformer-s', lambda: XFormer(TINY_ARCH))
+    monkeypatch.setattr(matmul_rate, 'SHAPE', (64, 32, 32))
+    rates = []
+
+    def small_rate(runtime, precision, threads=None):
+        rates.append((runtime, precision))
+        return matmul_rate.matmul_rate(runtime, precision, threads, repeats=2, shape=(64, 32, 32))
+
+    monkeypatch.setattr(tool, 'matmul_rate', small_rate)
+    tool.main([
+        '--runtime', 'executorch', '--models', 'xformer-s', '--sizes', '32', '--repeats', '1',
+        '--warmup', '0', '--out-dir',
+        str(tmp_path)
+    ])
+    printed = capsys.readouterr().out
+    assert rates == [('executorch', 'fp32'), ('executorch', 'int8')]
+    assert '### The matrix-product limit' in printed
+    assert '| 32x32 | xformer-s | int8 |' in printed
+    assert '| both | XFormer-S fp32 / int8 latency at 256x256 | - |' in printed  # not measured
+    result = json.loads((tmp_path / 'benchmark_cpu_executorch.json').read_text())
+    assert set(result['matmul_rate_gmacs']) == {'fp32', 'int8'}
+    assert all(row['multiple'] > 0 and row['macs'] > 0 for row in result['work_limit'])
+    assert len(result['work_limit']) == 2
