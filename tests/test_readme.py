@@ -111,6 +111,7 @@ MAKE_FILES = textwrap.dedent('''
 
     import torch
     from mmengine.config import Config
+    from mmengine.registry import DATASETS, init_default_scope
 
     from mmxformer.data import digits
     from mmxformer.utils.config import build_model
@@ -120,7 +121,9 @@ MAKE_FILES = textwrap.dedent('''
         getattr(digits, f'make_digits_{task}')(path, **kwargs)
     for path, config in checkpoints.items():
         cfg = Config.fromfile(config)
-        meta = dict(dataset_meta=dict(cfg.test_dataloader.dataset.metainfo))
+        init_default_scope(cfg.default_scope)
+        dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
+        meta = dict(dataset_meta=dict(dataset.metainfo))
         torch.save(dict(state_dict=build_model(cfg).state_dict(), meta=meta), path)
 ''')
 

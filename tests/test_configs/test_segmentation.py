@@ -87,11 +87,13 @@ def test_optimizer_settings_reach_xformer_parameters():
 
 
 def test_digits_config_matches_the_generated_set():
-    cfg = Config.fromfile(DIGITS)
+    from mmseg.registry import DATASETS
+    cfg = Config.fromfile(DIGITS)  # imports the dataset class (custom_imports)
     for split in ('train', 'val', 'test'):
-        metainfo = cfg[f'{split}_dataloader'].dataset.metainfo
-        assert tuple(metainfo['classes']) == SEG_CLASSES
-        assert [list(c) for c in metainfo['palette']] == SEG_PALETTE
+        dataset = DATASETS.build(dict(cfg[f'{split}_dataloader'].dataset, lazy_init=True))
+        assert tuple(dataset.metainfo['classes']) == SEG_CLASSES
+        assert [list(c) for c in dataset.metainfo['palette']] == SEG_PALETTE
+        assert type(dataset).METAINFO['classes'] == SEG_CLASSES  # what browse tools read
     assert cfg.model.decode_head.num_classes == len(SEG_CLASSES)
     assert cfg.model.test_cfg == dict(mode='whole')
 

@@ -26,11 +26,11 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # and decoder follow its channels).
 CLASSIFIER = ('configs/xformer-xxs_digits.py', {}, (32, 32))
 DETECTOR = ('configs/xformer_yolov3_digits.py', {
-    'model.backbone.arch': TINY_ARCH,
+    'model.backbone.arch': dict(TINY_ARCH, _delete_=True),
     'model.neck.in_channels': [16, 16, 16]
 }, (64, 64))
 SEGMENTOR = ('configs/xformer_mlp-decoder_digits.py', {
-    'model.backbone.arch': TINY_ARCH,
+    'model.backbone.arch': dict(TINY_ARCH, _delete_=True),
     'model.decode_head.in_channels': [8, 16, 16, 16]
 }, (64, 64))
 

@@ -81,7 +81,10 @@ def added(before, after):
 def test_import_changes_exactly_what_the_readme_lists():
     before, after = snapshots()
     ours = {  # by the registries' names (a toolbox's MMENGINE_X is mmengine's root X)
-        'MODELS': {'XFormer', 'CrossFeatureAttention', 'MultiheadSelfAttention', 'IdentityMixer'},
+        'MODELS': {
+            'XFormer', 'CrossFeatureAttention', 'MultiheadSelfAttention', 'IdentityMixer',
+            'TokenBatchNorm'
+        },
         'HOOKS': {'RandomStateHook'},
         'OPTIM_WRAPPERS': {'CPUBF16OptimWrapper'},
     }
