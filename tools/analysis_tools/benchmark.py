@@ -252,13 +252,20 @@ def runtime_version(runtime):
     return version(runtime)
 
 
+#: The CPU extensions that decide what int8 gains (int8 dot products, vector width), widest first.
+ISA_FLAGS = ('amx_int8', 'avx512_vnni', 'avx_vnni', 'avx512f', 'avx2')
+
+
 def _cpu_name():
     try:
         with open('/proc/cpuinfo') as f:
-            name = next(line.split(':', 1)[1].strip() for line in f if 'model name' in line)
+            lines = f.read().splitlines()
+        name = next(line.split(':', 1)[1].strip() for line in lines if 'model name' in line)
+        flags = next(line.split(':', 1)[1].split() for line in lines if line.startswith('flags'))
     except (OSError, StopIteration):
-        name = platform.processor() or 'unknown CPU'
-    return f'{name}, {os.cpu_count()} cores'
+        return f'{platform.processor() or "unknown CPU"}, {os.cpu_count()} cores'
+    isa = ' '.join(flag for flag in ISA_FLAGS if flag in flags) or 'no avx2'
+    return f'{name}, {os.cpu_count()} cores ({isa})'
 
 
 def busy_warning():
