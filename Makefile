@@ -34,8 +34,9 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
-# The suite on the classic stack: what needs torch >= 2.6, ONNX or ExecuTorch skips with a reason;
-# the end-to-end runs of tools/train.py and tools/test.py (slow) run too.
+# The suite's parts that concern the classic stack: the model, the configs and their trainings and
+# tests through tools/train.py and tools/test.py, the inference APIs, checkpoints, registration,
+# the README's examples. The exporters and mmdeploy need the pinned stack and are left out.
 test-classic: venv-classic
 	.venv-classic/bin/python -m pytest $(XDIST) -rs tests/test_models tests/test_apis tests/test_configs \
 		tests/test_checkpoint tests/test_packaging/test_import_effects.py tests/test_readme.py \

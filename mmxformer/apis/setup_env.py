@@ -4,7 +4,7 @@ from typing import List
 from .. import engine, models, registry  # noqa: F401 (the modules register themselves)
 from ..checkpoint.loaders import install_checkpoint_loaders
 from ..checkpoint.model_index import register_mmpretrain_models
-from ..checkpoint.safe_load import install_safe_globals
+from ..checkpoint.safe_globals import install_safe_globals
 from ..registry import TOOLBOXES
 from ..utils.imports import import_if_installed
 

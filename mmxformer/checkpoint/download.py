@@ -33,6 +33,7 @@ needs the full hash. What the file may hold is the safe loader's business
 The cache is ``$MMXFORMER_HOME/checkpoints``, by default ``~/.cache/mmxformer/checkpoints``.
 """
 import contextlib
+import glob
 import http.client
 import os
 import os.path as osp
@@ -342,6 +343,11 @@ def _fetch(url, dst, expected, full_hash, limits, progress):
         except RuntimeError as error:  # the only RuntimeError torch raises there: a wrong hash
             raise ChecksumError(f'{url}: {error}; the file is corrupt or not the one published, '
                                 'and was not kept') from None
+        finally:
+            # torch.hub removes its ``<dst>.<uuid>.partial`` after closing it; where the close
+            # fails too (the flush, on a full disk), the removal never runs (seen on torch 2.1).
+            for partial in glob.glob(glob.escape(dst) + '.*.partial'):
+                os.remove(partial)
 
 
 class _Deadline:

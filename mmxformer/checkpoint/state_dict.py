@@ -8,7 +8,8 @@ from mmengine.model.weight_init import PretrainedInit
 from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .safe_load import install_safe_globals, load_checkpoint_safely
+from .safe_globals import install_safe_globals
+from .safe_load import load_checkpoint_safely
 
 #: The prefix DistributedDataParallel puts before every key of the model it wraps.
 DDP_PREFIX = 'module.'

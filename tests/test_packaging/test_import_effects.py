@@ -35,7 +35,9 @@ SNAPSHOT = textwrap.dedent('''
             children={name: sorted(registry.children) for name, registry in registries().items()},
             schemes={prefix: f'{loader.__module__}.{loader.__qualname__}'
                      for prefix, loader in CheckpointLoader._schemes.items()},
-            safe_globals=sorted(str(item) for item in torch.serialization.get_safe_globals()),
+            # torch < 2.4 has no allow-list: None
+            safe_globals=sorted(str(item) for item in torch.serialization.get_safe_globals())
+            if hasattr(torch.serialization, 'get_safe_globals') else None,
             model_names=sorted(hub.ModelHub._models_dict) if hub else [],
             torch_functions=[f'{f.__module__}.{f.__qualname__}' for f in (
                 torch.load, torch.save, torch.hub.urlopen, torch.hub.load_state_dict_from_url,
@@ -58,8 +60,8 @@ SNAPSHOT = textwrap.dedent('''
     print(json.dumps(dict(before=before, after=after)))
 ''')
 
-#: The packages of which ``import mmxformer`` imports modules that a toolbox's registries had not
-#: imported yet: its own, and the parts of mmcv (its layers) and torch that it builds on.
+#: The packages of which ``import mmxformer`` may import modules that a toolbox's registries had
+#: not imported yet: its own, and the parts of mmcv (its layers) and torch that it builds on.
 IMPORTED_PACKAGES = {'mmxformer', 'mmcv', 'torch'}
 
 
@@ -111,16 +113,21 @@ def test_import_changes_exactly_what_the_readme_lists():
     assert set(after['schemes']) == set(before['schemes'])
     assert all(
         loader.startswith('mmxformer.checkpoint.loaders.') for loader in after['schemes'].values())
-    # 4. torch's weights_only allow-list gains mmengine's checkpoint types and numpy's
-    new_globals = set(after['safe_globals']) - set(before['safe_globals'])
-    assert new_globals and set(before['safe_globals']) <= set(after['safe_globals'])
-    assert any('HistoryBuffer' in item for item in new_globals)
+    # 4. torch's weights_only allow-list gains mmengine's checkpoint types and numpy's (torch >=
+    #    2.4; before, torch has none, and mmxformer's loaders use their own unpickler)
+    if before['safe_globals'] is None:
+        assert after['safe_globals'] is None
+    else:
+        new_globals = set(after['safe_globals']) - set(before['safe_globals'])
+        assert new_globals and set(before['safe_globals']) <= set(after['safe_globals'])
+        assert any('HistoryBuffer' in item for item in new_globals)
     # 5. mmpretrain's model names gain the classification metafile's
     new_names = set(after['model_names']) - set(before['model_names'])
     assert new_names and all(name.startswith('xformer') for name in new_names)
     # 6. modules: mmxformer's own, and those of the packages it builds on
+    #    (which of torch's and mmcv's depends on their versions: on torch 2.1, none of torch's)
     packages = {name.split('.')[0] for name in imported}
-    assert packages == IMPORTED_PACKAGES, packages
+    assert 'mmxformer' in packages and packages <= IMPORTED_PACKAGES, packages
     # and nothing else of the host's state
     for key in ('torch_functions', 'default_scope', 'environ', 'sys_path', 'warning_filters',
                 'log_handlers', 'default_dtype', 'threads', 'rng'):
