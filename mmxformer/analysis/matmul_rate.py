@@ -14,7 +14,8 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-from .benchmark import runtime_run
+from .benchmark import build, runtime_run
+from .complexity import complexity
 
 #: (tokens, input channels, output channels) of the product.
 SHAPE = (4096, 1024, 1024)
@@ -26,20 +27,11 @@ def matmul_rate(runtime: str,
                 repeats: int = 7,
                 shape: Tuple[int, int, int] = SHAPE) -> float:
     """G multiply-adds a second of one linear layer of ``shape`` in ``runtime``
-    ('torch', 'onnxruntime' or 'executorch') and ``precision`` ('fp32', or 'int8' outside
-    torch), the median of ``repeats`` runs after one warm-up run."""
+    ('onnxruntime' or 'executorch') and ``precision`` ('fp32' or 'int8'), the median of
+    ``repeats`` runs after one warm-up run."""
     tokens, inputs, outputs = shape
     layer = nn.Linear(inputs, outputs, bias=False).eval()
-    x = torch.rand(1, tokens, inputs)
-    if runtime == 'torch':
-        if precision != 'fp32':
-            raise ValueError(f'The torch rate is measured in fp32, not {precision}')
-
-        def run():
-            with torch.inference_mode():
-                layer(x)
-    else:
-        run = runtime_run(layer, runtime, precision, x, threads)
+    run = runtime_run(layer, runtime, precision, torch.rand(1, tokens, inputs), threads)
     run()
     seconds = []
     for _ in range(repeats):
@@ -54,8 +46,6 @@ def work_multiples(records, rates):
     multiply-adds at its size, :func:`complexity`), ``work_ms`` (their time at the rate of its
     precision in ``rates``, {precision: G multiply-adds a second}) and ``multiple`` (latency /
     work_ms)."""
-    from .benchmark import build
-    from .complexity import complexity
     macs = {}
     rows = []
     for record in records:

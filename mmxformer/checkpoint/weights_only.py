@@ -100,5 +100,5 @@ def load_weights_only(file, map_location='cpu'):
     """
     if install_safe_globals():
         return torch.load(file, map_location=map_location, weights_only=True)
-    return torch.load(file, map_location=map_location, weights_only=False,
-                      pickle_module=sys.modules[__name__])
+    return torch.load(
+        file, map_location=map_location, weights_only=False, pickle_module=sys.modules[__name__])

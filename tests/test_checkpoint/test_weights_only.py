@@ -56,8 +56,10 @@ def test_build_on_an_allowed_class_itself_is_refused():
     assert 'step' not in vars(OneCycleParamScheduler)
     data = (b'\x80\x02cmmengine.optim.scheduler.param_scheduler\nOneCycleParamScheduler\n'
             b'N}X\x04\x00\x00\x00stepK\x01s\x86b.')
-    with pytest.raises(pickle.UnpicklingError, match=r'Can only build instances of allowed '
-                       r'classes, but got builtins\.type'):
+    with pytest.raises(
+            pickle.UnpicklingError,
+            match=r'Can only build instances of allowed '
+            r'classes, but got builtins\.type'):
         unpickle(data)
     assert OneCycleParamScheduler.step is step
     try:  # the same bytes through Python's unpickler change the class: the check matters

@@ -1,6 +1,10 @@
 """The runtime forms of the layers compute what their training forms compute."""
+import copy
+
 import pytest
 import torch
+from mmengine.model import convert_sync_batchnorm
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmxformer.models import (CrossFeatureAttention, RuntimeCrossFeatureAttention, RuntimeLayerNorm,
                               TokenBatchNorm, XFormer, to_runtime_form)
@@ -18,10 +22,10 @@ def perturbed(model):
         for module in model.modules():
             if isinstance(module, CrossFeatureAttention):
                 module.temperature.uniform_(0.5, 4.)
-            elif isinstance(module, (torch.nn.LayerNorm, TokenBatchNorm)):
+            elif isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm1d)):
                 module.weight.uniform_(0.5, 2.)
                 module.bias.uniform_(-1., 1.)
-            if isinstance(module, TokenBatchNorm):
+            if isinstance(module, torch.nn.BatchNorm1d):  # TokenBatchNorm's
                 module.running_mean.uniform_(-1., 1.)
                 module.running_var.uniform_(0.5, 2.)
     return model.eval()
@@ -107,7 +111,9 @@ def test_the_runtime_form_of_the_relu_variant_has_no_norm_left_in_its_transforme
     model = perturbed(XFormer('xxsmall', **RELU_VARIANT))
     form = to_runtime_form(model)
     kinds = {type(m) for m in form.modules()}
-    assert not kinds & {TokenBatchNorm, torch.nn.LayerNorm, RuntimeLayerNorm, torch.nn.SiLU}
+    assert not kinds & {
+        TokenBatchNorm, torch.nn.BatchNorm1d, torch.nn.LayerNorm, RuntimeLayerNorm, torch.nn.SiLU
+    }
     assert any(isinstance(m, TokenBatchNorm) for m in model.modules())  # a copy
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
@@ -134,3 +140,21 @@ def test_the_relu_variant_deploys_to_the_structure_of_deploy_true():
         k: v.shape
         for k, v in model.state_dict().items()
     }
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_sync_bn_keeps_the_token_layout(monkeypatch, training):
+    """mmengine's ``sync_bn`` option replaces every BatchNorm by a SyncBatchNorm, which reads
+    channels from axis 1: in TokenBatchNorm the child is replaced, and it is fed (N, C) rows.
+    torch's SyncBatchNorm runs on accelerators only; in one process it computes a BatchNorm,
+    which is what it runs here (its forward without the device check)."""
+    monkeypatch.setattr(torch.nn.SyncBatchNorm, 'forward', _BatchNorm.forward)
+    model = perturbed(XFormer('xxsmall', **RELU_VARIANT)).train(training)
+    # mmengine's conversion leaves new norms in training mode (the runner converts, then trains)
+    synced = convert_sync_batchnorm(copy.deepcopy(model), 'torch').train(training)
+    norms = [module for module in synced.modules() if isinstance(module, TokenBatchNorm)]
+    assert norms and all(isinstance(norm.bn, torch.nn.SyncBatchNorm) for norm in norms)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for expected, got in zip(model(x), synced(x)):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

@@ -23,12 +23,31 @@ def build_token_norm(norm_cfg: Optional[dict], channels: int) -> nn.Module:
 
 
 @MODELS.register_module()
-class TokenBatchNorm(nn.BatchNorm1d):
+class TokenBatchNorm(nn.Module):
     """``BatchNorm1d`` over the last axis of tokens (..., C): the statistics of each channel are
-    taken over all tokens of all images of the batch."""
+    taken over all tokens of all images of the batch.
+
+    The BatchNorm is a child (``bn``), not a base class: mmengine's ``sync_bn`` option (torch's
+    ``SyncBatchNorm.convert_sync_batchnorm``, or mmcv's) replaces every BatchNorm module by a
+    SyncBatchNorm that reads channels from axis 1. Replaced here, the child still gets the tokens
+    as (N, C) rows from this module, and its statistics are synchronised across processes.
+    """
+
+    def __init__(self,
+                 num_features: int,
+                 eps: float = 1e-5,
+                 momentum: float = 0.1,
+                 affine: bool = True,
+                 track_running_stats: bool = True):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(num_features, eps, momentum, affine, track_running_stats)
+
+    @property
+    def num_features(self) -> int:
+        return self.bn.num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
+        return self.bn(x.reshape(-1, x.shape[-1])).view(x.shape)
 
     def fold_into(self, layer: nn.Module) -> None:
         """Fold this norm, with its running statistics, into ``layer``, the ``nn.Linear`` or 1x1
@@ -48,11 +67,12 @@ class TokenBatchNorm(nn.BatchNorm1d):
         if layer.weight.shape[1] != self.num_features:
             raise ValueError(f'{layer} takes {layer.weight.shape[1]} channels; this norm has '
                              f'{self.num_features}')
+        bn = self.bn
         with torch.no_grad():
-            scale = torch.rsqrt(self.running_var + self.eps)
-            shift = -self.running_mean * scale
-            if self.affine:
-                scale, shift = scale * self.weight, shift * self.weight + self.bias
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            shift = -bn.running_mean * scale
+            if bn.affine:
+                scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
             weight = layer.weight.reshape(layer.weight.shape[:2])  # a view: (out, in)
             added = weight @ shift
             weight.mul_(scale)
