@@ -308,24 +308,44 @@ def runtime_run(model, runtime, precision, x, threads=None):
 
 
 def _onnxruntime_run(model, precision, x, calibration, threads):
-    import tempfile
+    session = onnxruntime_session(_onnx_model(model, precision, x, calibration), threads)
+    feed = {'input': x.numpy()}
+    return lambda: session.run(None, feed)
 
-    import onnxruntime as ort
+
+def onnx_model(name, precision, x):
+    """The ONNX model, as bytes, of model ``name`` in ``precision`` at the shape of ``x``, as
+    the benchmark measures it (see the module's docstring)."""
+    model = TensorModel(build(name, 'plain')).eval()
+    return _onnx_model(model, precision, x, _calibration(x))
+
+
+def _onnx_model(model, precision, x, calibration):
+    import tempfile
 
     from ..deployment.export.onnx import trace_to_onnx
     from ..deployment.quantize.onnxruntime import quantize_onnx
-    ort.set_default_logger_severity(3)  # not a warning per unused initializer of the QDQ graph
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'fp32.onnx')
         trace_to_onnx(model, x, path)
         if precision == 'int8':
             quantize_onnx(path, os.path.join(tmp, 'int8.onnx'), calibration)
             path = os.path.join(tmp, 'int8.onnx')
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count()
-        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    feed = {'input': x.numpy()}
-    return lambda: session.run(None, feed)
+        with open(path, 'rb') as f:
+            return f.read()
+
+
+def onnxruntime_session(model, threads=None, profile_prefix=None):
+    """An onnxruntime CPU session of ``model`` (ONNX bytes) with ``threads`` intra-op threads
+    (default: all cores), profiling into ``profile_prefix``*.json if given."""
+    import onnxruntime as ort
+    ort.set_default_logger_severity(3)  # not a warning per unused initializer of the QDQ graph
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
 
 
 def executorch_program(name, precision, x):

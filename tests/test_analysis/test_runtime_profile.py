@@ -8,8 +8,12 @@ pytest.importorskip(
     reason='ExecuTorch is not installed (pip install -e '
     "'.[deploy]', requirements/deploy.txt)")
 
+pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (requirements/deploy.txt)')
+
 from mmxformer.analysis.executorch_profile import operator_kind, profile_program  # noqa: E402
+from mmxformer.analysis.onnxruntime_profile import profile_session_runs  # noqa: E402
 from mmxformer.deployment.export import executorch as ee  # noqa: E402
+from mmxformer.deployment.export.onnx import trace_to_onnx  # noqa: E402
 
 
 class ConvSiLUNorm(torch.nn.Module):
@@ -30,6 +34,14 @@ def program():
     return ee.lower_to_xnnpack(torch.export.export(ConvSiLUNorm().eval(), (x, )))[0], x
 
 
+@pytest.fixture(scope='module')
+def onnx_model(tmp_path_factory):
+    x = torch.rand(1, 3, 32, 32)
+    path = tmp_path_factory.mktemp('onnx') / 'model.onnx'
+    trace_to_onnx(ConvSiLUNorm().eval(), x, str(path))
+    return path.read_bytes(), x
+
+
 def test_operator_kinds():
     assert operator_kind('Convolution (NHWC, QS8) IGEMM #12') == 'Convolution (NHWC, QS8) IGEMM'
     assert operator_kind('native_call_native_layer_norm.out') == 'portable: native_layer_norm'
@@ -48,8 +60,39 @@ def test_profile_names_the_operators_and_their_time(program):
         profile_program(*program, runs=0)
 
 
+def test_onnxruntime_profile_names_the_operator_types_and_their_time(onnx_model):
+    profile = profile_session_runs(*onnx_model, runs=3, threads=1)
+    kinds = profile['kinds']
+    # onnxruntime fuses the SiLU's Sigmoid and Mul into its QuickGelu kernel
+    assert {'Conv', 'QuickGelu', 'LayerNormalization'} <= set(kinds), kinds
+    assert all(ms >= 0 for ms in kinds.values())
+    assert list(kinds.values()) == sorted(kinds.values(), reverse=True)
+    # the kernels run within the run
+    assert 0 < sum(kinds.values()) <= profile['total_ms']
+    with pytest.raises(ValueError, match='at least one run'):
+        profile_session_runs(*onnx_model, runs=0)
+
+
+def test_tool_prints_onnxruntime_fp32_beside_int8(onnx_model, load_tool, monkeypatch, capsys):
+    tool = load_tool('analysis_tools/profile_runtime.py')
+    built = []
+
+    def fake_model(name, precision, x):  # the export of the models takes minutes
+        built.append((name, precision, tuple(x.shape)))
+        return onnx_model[0]
+
+    monkeypatch.setattr(tool.bm, 'onnx_model', fake_model)
+    tool.main(['--runtime', 'onnxruntime', '--sizes', '32', '--runs', '2', '--threads', '1'])
+    assert built == [('xformer-s', 'fp32', (1, 3, 32, 32)), ('xformer-s', 'int8', (1, 3, 32, 32))]
+    lines = capsys.readouterr().out.splitlines()
+    assert 'xformer-s at 32x32, onnxruntime (CPU), 2 runs, medians' in lines
+    table = [line for line in lines if line.startswith('| ')]
+    assert table[0] == '| operator type (onnxruntime) | fp32 ms | int8 ms |'
+    assert table[-1].startswith('| **model_run** |')
+
+
 def test_tool_prints_fp32_beside_int8(program, load_tool, monkeypatch, tmp_path, capsys):
-    tool = load_tool('analysis_tools/profile_executorch.py')
+    tool = load_tool('analysis_tools/profile_runtime.py')
     built = []
 
     def fake_program(name, precision, x):  # the export of the models takes minutes
