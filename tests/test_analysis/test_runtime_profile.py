@@ -73,40 +73,34 @@ def test_onnxruntime_profile_names_the_operator_types_and_their_time(onnx_model)
         profile_session_runs(*onnx_model, runs=0)
 
 
-def test_tool_prints_onnxruntime_fp32_beside_int8(onnx_model, load_tool, monkeypatch, capsys):
+@pytest.mark.parametrize('runtime, builder, title, operator, total', [
+    ('executorch', 'executorch_program', 'ExecuTorch (XNNPACK)',
+     'operator (XNNPACK, or portable kernel)', 'Method::execute'),
+    ('onnxruntime', 'onnx_model', 'onnxruntime (CPU)', 'operator type (onnxruntime)', 'model_run'),
+])
+def test_tool_prints_fp32_beside_int8(request, load_tool, monkeypatch, tmp_path, capsys, runtime,
+                                      builder, title, operator, total):
     tool = load_tool('analysis_tools/profile_runtime.py')
+    exported = request.getfixturevalue('program' if runtime == 'executorch' else 'onnx_model')
     built = []
 
-    def fake_model(name, precision, x):  # the export of the models takes minutes
+    def fake_builder(name, precision, x):  # the export of the models takes minutes
         built.append((name, precision, tuple(x.shape)))
-        return onnx_model[0]
+        return exported[0]
 
-    monkeypatch.setattr(tool.bm, 'onnx_model', fake_model)
-    tool.main(['--runtime', 'onnxruntime', '--sizes', '32', '--runs', '2', '--threads', '1'])
+    monkeypatch.setattr(tool.bm, builder, fake_builder)
+    tool.main([
+        '--runtime', runtime, '--sizes', '32', '--runs', '2', '--top', '1', '--threads', '1',
+        '--out',
+        str(tmp_path / 'p.json')
+    ])
     assert built == [('xformer-s', 'fp32', (1, 3, 32, 32)), ('xformer-s', 'int8', (1, 3, 32, 32))]
     lines = capsys.readouterr().out.splitlines()
-    assert 'xformer-s at 32x32, onnxruntime (CPU), 2 runs, medians' in lines
+    assert f'xformer-s at 32x32, {title}, 2 runs, medians' in lines
     table = [line for line in lines if line.startswith('| ')]
-    assert table[0] == '| operator type (onnxruntime) | fp32 ms | int8 ms |'
-    assert table[-1].startswith('| **model_run** |')
-
-
-def test_tool_prints_fp32_beside_int8(program, load_tool, monkeypatch, tmp_path, capsys):
-    tool = load_tool('analysis_tools/profile_runtime.py')
-    built = []
-
-    def fake_program(name, precision, x):  # the export of the models takes minutes
-        built.append((name, precision, tuple(x.shape)))
-        return program[0]
-
-    monkeypatch.setattr(tool.bm, 'executorch_program', fake_program)
-    tool.main(['--sizes', '32', '--runs', '2', '--top', '1', '--out', str(tmp_path / 'p.json')])
-    assert built == [('xformer-s', 'fp32', (1, 3, 32, 32)), ('xformer-s', 'int8', (1, 3, 32, 32))]
-    lines = capsys.readouterr().out.splitlines()
-    assert 'xformer-s at 32x32, ExecuTorch (XNNPACK), 2 runs, medians' in lines
-    table = [line for line in lines if line.startswith('| ')]
-    assert table[0] == '| operator (XNNPACK, or portable kernel) | fp32 ms | int8 ms |'
+    assert table[0] == f'| {operator} | fp32 ms | int8 ms |'
     assert len(table) == 1 + 1 + 2 and table[2].startswith('| the other ')
-    assert table[3].startswith('| **Method::execute** |')
+    assert table[3].startswith(f'| **{total}** |')
     record, = json.loads((tmp_path / 'p.json').read_text())
-    assert record['model'] == 'xformer-s' and set(record) >= {'fp32', 'int8'}
+    assert record['runtime'] == runtime and record['model'] == 'xformer-s'
+    assert set(record) >= {'fp32', 'int8'}
