@@ -4,7 +4,7 @@ mmengine's checkpoints hold its message hub (``HistoryBuffer`` objects with nump
 scalars) and its schedulers' state, so a resume needs a few globals more than tensors and
 containers. :data:`SAFE_GLOBALS` lists exactly those; :func:`install_safe_globals` (run by
 ``import mmxformer``) adds them to torch's ``weights_only`` allow-list (torch >= 2.4), and
-:mod:`mmxformer.checkpoint.weights_only_unpickler` enforces the same list where torch has none.
+:mod:`mmxformer.checkpoint.weights_only` enforces the same list where torch has none.
 """
 import pickle
 
@@ -79,7 +79,7 @@ def install_safe_globals() -> bool:
 
     Returns:
         bool: False where torch (< 2.4) has no allow-list to extend; mmxformer's loaders then
-        enforce the same list themselves (:mod:`~mmxformer.checkpoint.weights_only_unpickler`).
+        enforce the same list themselves (:mod:`~mmxformer.checkpoint.weights_only`).
     """
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return False

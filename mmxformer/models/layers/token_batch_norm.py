@@ -27,10 +27,10 @@ class TokenBatchNorm(nn.Module):
     """``BatchNorm1d`` over the last axis of tokens (..., C): the statistics of each channel are
     taken over all tokens of all images of the batch.
 
-    The BatchNorm is a child (``bn``), not a base class: mmengine's ``sync_bn`` option (torch's
-    ``SyncBatchNorm.convert_sync_batchnorm``, or mmcv's) replaces every BatchNorm module by a
+    The BatchNorm is a child (``bn``), not a base class: mmengine's ``sync_bn='torch'`` option
+    (torch's ``SyncBatchNorm.convert_sync_batchnorm``) replaces every BatchNorm module by a
     SyncBatchNorm that reads channels from axis 1. Replaced here, the child still gets the tokens
-    as (N, C) rows from this module, and its statistics are synchronised across processes.
+    as (N, C) rows from this module.
     """
 
     def __init__(self,
