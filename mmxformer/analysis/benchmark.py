@@ -14,10 +14,12 @@
   modes are the precisions ``fp32`` and ``int8``. Each model is exported at each size (static
   shapes) from the plain model, the whole backbone with all its outputs; int8 is calibrated on
   random inputs, which sets the ranges, not the speed. ONNX: the TorchScript exporter, int8 by
-  onnxruntime's ``quantize_static`` (QDQ), one session of ``threads`` intra-op threads (default:
-  the cores). ExecuTorch: :func:`~mmxformer.models.to_runtime_form` on every
-  model alike, int8 by PT2E with the XNNPACK quantizer, XNNPACK's thread pool of ``threads``
-  threads (default: its own). Peak memory is measured for ``torch`` only.
+  :func:`~mmxformer.deployment.quantize.onnxruntime.quantize_onnx` (the graph optimized, then
+  onnxruntime's ``quantize_static``, QDQ), one session of ``threads`` intra-op threads (default:
+  the cores) that block rather than spin when idle. ExecuTorch:
+  :func:`~mmxformer.models.to_runtime_form` on every model alike, int8 by PT2E with the XNNPACK
+  quantizer, XNNPACK's thread pool of ``threads`` threads (default: its own). Peak memory is
+  measured for ``torch`` only.
 """
 import gc
 import os
@@ -342,6 +344,10 @@ def onnxruntime_session(model, threads=None, profile_prefix=None):
     ort.set_default_logger_severity(3)  # not a warning per unused initializer of the QDQ graph
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count()
+    # idle threads block instead of spinning: spinning, the threads of the model that ran last
+    # take the cores from the next one, which ran 1.5-3x slower in interleaved rounds (XFormer-S's
+    # fp32 / int8 read 1.5 where it was 0.9); a model run twice in a row was no faster spinning
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix

@@ -109,3 +109,15 @@ def test_the_timed_program_computes_the_backbone(runtime, monkeypatch):
     assert len(got) == len(want) == 2  # every output of the backbone
     for g, w in zip(got, want):
         torch.testing.assert_close(torch.as_tensor(g), w, rtol=0, atol=1e-4)
+
+
+def test_onnxruntime_sessions_block_instead_of_spinning(tmp_path):
+    """Every model's session in a round has its own threads; spinning, they would take the cores
+    from the model that runs next."""
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    from mmxformer.deployment.export.onnx import trace_to_onnx
+    path = tmp_path / 'conv.onnx'
+    trace_to_onnx(torch.nn.Conv2d(3, 8, 3).eval(), torch.rand(1, 3, 16, 16), str(path))
+    options = bm.onnxruntime_session(path.read_bytes(), threads=2).get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry('session.intra_op.allow_spinning') == '0'

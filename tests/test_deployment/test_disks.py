@@ -77,7 +77,8 @@ def classifier(tiny_sets, tmp_path_factory):
 @pytest.mark.parametrize('tool,what', [
     ('export_onnx.py', "the model's weights"),
     ('export_executorch.py', "the model's weights"),
-    ('quantize_onnx.py', "the float32 export, onnxruntime's copy of it and the int8 file"),
+    ('quantize_onnx.py',
+     "the float32 export, its optimized copy, onnxruntime's copy of that and the int8 file"),
 ])
 def test_an_export_to_a_full_or_read_only_disk_is_refused_up_front(tool, what, disk, classifier,
                                                                    load_tool):
@@ -113,18 +114,22 @@ def test_a_disk_that_fills_up_during_the_export_is_one_line(disk, classifier, lo
     assert left_in(small) == []
 
 
-def test_onnxruntime_copy_on_a_full_disk_is_named(disk, tmp_path):
-    from mmxformer.deployment.quantize.onnxruntime import quantize_onnx
+@pytest.mark.parametrize('room_for', ['fp32', 'fp32+optimized'])
+def test_onnxruntime_copy_on_a_full_disk_is_named(room_for, disk, tmp_path):
+    from mmxformer.deployment.quantize.onnxruntime import optimize_onnx, quantize_onnx
     export_onnx(load_config(CLASSIFIER), str(tmp_path / 'fp32.onnx'), (32, 32))
-    size = (tmp_path / 'fp32.onnx').stat().st_size
-    # room for the float32 file, not for onnxruntime's copy of it beside it, which it writes
-    # without an error on a full disk and then fails to read back (a protobuf DecodeError)
+    optimize_onnx(str(tmp_path / 'fp32.onnx'), str(tmp_path / 'optimized.onnx'))
+    # room for the float32 file and, in the second case, its optimized copy; not for the next
+    # copy (the optimized file; then onnxruntime's copy of that), which onnxruntime fails to
+    # write (an InvalidProtobuf), or writes cut short and fails to read back (a DecodeError)
+    size = sum((tmp_path / f'{name}.onnx').stat().st_size for name in room_for.split('+'))
     small = disk('small', size=f'{(size + (1 << 20)) // 1024}k')
     fp32 = small / 'fp32.onnx'
     fp32.write_bytes((tmp_path / 'fp32.onnx').read_bytes())
     with pytest.raises(OSError) as error:
         quantize_onnx(str(fp32), str(small / 'int8.onnx'), [torch.randn(1, 3, 32, 32)])
     assert (error.value.errno, error.value.filename) == (errno.ENOSPC, str(fp32))
+    assert left_in(small) == ['fp32.onnx']
 
 
 def test_metrics_to_a_full_or_read_only_disk_are_refused_before_evaluating(

@@ -6,14 +6,14 @@ beside int8, from the runtime's own profiler.
         [--out FILE.json]
 
 Each model of mmxformer/analysis/benchmark.py (whole backbone, batch 1, random weights) is exported
-at each size as the benchmark exports it for that runtime (ExecuTorch: to_runtime_form, int8 by
-PT2E with the XNNPACK quantizer; onnxruntime: the TorchScript export, int8 by QDQ static
-quantization), run --runs times with the runtime's profiler on (ExecuTorch's ETDump;
-onnxruntime's session profiling), and the milliseconds of each kind of operator are printed per
-run (medians), fp32 beside int8, the largest --top first. ExecuTorch names XNNPACK's operators
-(``Convolution (NHWC, QS8) IGEMM``, ``Sigmoid (NC, F32)``, ...; ops left to the portable kernels
-as ``portable: <op>``); onnxruntime its operator types (``QLinearConv``, ``DequantizeLinear``,
-...). Heavy: on a shared CPU wrap it in ``flock /tmp/mmxformer-cpu.lock``.
+at each size as the benchmark exports it for that runtime (ExecuTorch: to_runtime_form, int8 by PT2E
+with the XNNPACK quantizer; onnxruntime: the TorchScript export, int8 by QDQ static quantization of
+its optimized graph), run --runs times with the runtime's profiler on (ExecuTorch's ETDump;
+onnxruntime's session profiling), and the milliseconds of each kind of operator are printed per run
+(medians), fp32 beside int8, the largest --top first. ExecuTorch names XNNPACK's operators
+(``Convolution (NHWC, QS8) IGEMM``, ``Sigmoid (NC, F32)``, ...; ops left to the portable kernels as
+``portable: <op>``); onnxruntime its operator types (``QLinearConv``, ``DequantizeLinear``, ...).
+Heavy: on a shared CPU wrap it in ``flock /tmp/mmxformer-cpu.lock``.
 """
 import argparse
 import json

@@ -3,12 +3,12 @@
     python tools/deployment/quantize_onnx.py CONFIG [CHECKPOINT] --shape H W --out FILE.onnx
                                          [--calib-images N] [--overwrite] [--cfg-options ...]
 
-The float32 graph is exported and checked by onnxruntime as tools/deployment/export_onnx.py
-does (static shape), then onnxruntime's ``quantize_static`` quantizes it (int8 weights per
-channel, uint8 activations, MinMax) on the first --calib-images images of the config's training
-set, read through its test pipeline and the model's data preprocessor and resized to --shape.
-The agreement of the int8 file with the fp32 model on as many test images is printed. An
-existing --out file is replaced only with --overwrite.
+The float32 graph is exported and checked by onnxruntime as tools/deployment/export_onnx.py does
+(static shape), onnxruntime's basic optimizer folds its constants, then onnxruntime's
+``quantize_static`` quantizes it (int8 weights per channel, uint8 activations, MinMax) on the first
+--calib-images images of the config's training set, read through its test pipeline and the model's
+data preprocessor and resized to --shape. The agreement of the int8 file with the fp32 model on as
+many test images is printed. An existing --out file is replaced only with --overwrite.
 """
 from mmxformer.cli import (add_calibration_argument, check_before_export,
                            check_calibration_argument, exit_on_usage_error, export_failure_exits,

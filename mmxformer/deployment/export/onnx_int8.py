@@ -49,17 +49,19 @@ def export_onnx_int8(cfg: Config,
     check_output_is_no_input(out, {'the checkpoint': checkpoint})
     network = build_network(cfg, checkpoint)
     check_memory(network, (1, 3, *shape))
-    # the float32 file, onnxruntime's copy of it with the shapes inferred, and the int8 file
-    # (int8 weights: a quarter of the float ones), all in the directory of out
-    check_disk_space(out,
-                     weight_bytes(network) * 9 // 4,
-                     "the float32 export, onnxruntime's copy of it and the int8 file")
+    # the float32 file, its optimized copy, onnxruntime's copy of that with the shapes inferred,
+    # and the int8 file (int8 weights: a quarter of the float ones), all in the directory of out
+    check_disk_space(
+        out,
+        weight_bytes(network) * 13 // 4,
+        "the float32 export, its optimized copy, onnxruntime's copy of that and "
+        'the int8 file')
     preprocessor = network.model.data_preprocessor
     calibration = calibration_inputs(cfg, preprocessor, calib_images, shape, 'train')
     held_out = calibration_inputs(cfg, preprocessor, calib_images, shape, 'test')
     directory = osp.dirname(osp.abspath(out))
     os.makedirs(directory, exist_ok=True)
-    # everything written on the way (onnxruntime writes its copy next to the float32 file) in
+    # everything written on the way (onnxruntime writes its copies next to the float32 file) in
     # one temporary directory, removed whatever happens
     with naming_output(out), tempfile.TemporaryDirectory(
             dir=directory, prefix=f'.{osp.basename(out)}.') as scratch:
