@@ -38,6 +38,6 @@ class SqueezeExcitation(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # a global pooling rather than a mean over (2, 3): the same function, which onnxruntime
         # runs in int8 (QLinearGlobalAveragePool), where it ran a mean in float32 over
-        # channels-last maps, 20x slower than in its float32 graph
+        # channels-last maps, 10-20x slower than in its float32 graph
         gate = self.expand(self.act(self.reduce(F.adaptive_avg_pool2d(x, 1))))
         return x * gate.sigmoid()
