@@ -56,7 +56,9 @@ if [ "$cuda" = 0 ] && ls "$wheels"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
 else
     ops=CPU; [ "$cuda" = 1 ] && ops=CUDA
     echo "install_env: compiling mmcv 2.1.0 from source with $ops ops (12-17 min on 2 cores)"
-    "${pip[@]}" $(grep -v -E '^(#|mmcv|mmdet|mmsegmentation|mmpretrain)' "$stack_reqs")
+    # the stack without OpenMMLab's packages; comments (whole lines or after a requirement) cut
+    "${pip[@]}" $(sed 's/[[:space:]]*#.*//' "$stack_reqs" |
+        grep -v -E '^$|^(mmcv|mmdet|mmsegmentation|mmpretrain)')
     src=$(mktemp -d)
     trap 'rm -rf "$src"' EXIT
     # pip prepares the sdist's metadata, which runs its setup.py: in the venv, not in an
