@@ -37,8 +37,9 @@ def profile_program(program, x, runs=10):
             not counted).
 
     Returns:
-        dict: ``total_ms`` (median of ``Method::execute``) and ``kinds`` (kind -> median ms of
-        all its operators in a run, largest first).
+        dict: ``total_ms`` (median of ``Method::execute``), ``kinds`` (kind -> median ms of
+        all its operators in a run, largest first) and ``operators`` (kind -> how many
+        operators of that kind the program runs).
     """
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
@@ -54,6 +55,7 @@ def profile_program(program, x, runs=10):
         loaded.write_etdump_result_to_file(etdump, osp.join(tmp, 'debug.bin'))
         inspector = Inspector(etdump_path=etdump)
     per_run = {}
+    operators = {}
     total = []
     for block in inspector.event_blocks:
         for event in block.events:
@@ -63,10 +65,13 @@ def profile_program(program, x, runs=10):
             if event.name == 'Method::execute':
                 total = times
             elif event.name not in NOT_OPERATORS:
-                sums = per_run.setdefault(operator_kind(event.name), [0.] * len(times))
+                kind = operator_kind(event.name)
+                operators[kind] = operators.get(kind, 0) + 1
+                sums = per_run.setdefault(kind, [0.] * len(times))
                 for i, ms in enumerate(times):
                     sums[i] += ms
     kinds = {kind: statistics.median(times) for kind, times in per_run.items()}
     return dict(
         total_ms=statistics.median(total) if total else None,
-        kinds=dict(sorted(kinds.items(), key=lambda item: -item[1])))
+        kinds=dict(sorted(kinds.items(), key=lambda item: -item[1])),
+        operators=operators)

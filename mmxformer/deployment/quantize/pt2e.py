@@ -1,7 +1,7 @@
 """PT2E int8 quantization of XFormer for ExecuTorch's XNNPACK backend.
 
 ExecuTorch's ``XNNPACKQuantizer`` with per-channel symmetric int8 weights and static int8
-activations, two things added:
+activations, three things added:
 
 - the LayerNorms and XFA (in their runtime forms, :func:`mmxformer.models.to_runtime_form`)
   stay float32 (:func:`float_modules`): they divide by norms of the
@@ -13,12 +13,22 @@ activations, two things added:
   dequantized output of a quantized conv, and XNNPACK's runtime then fails to build the program
   (``Failed to create StaticConstantPad node ... xnn_status_invalid_parameter``,
   ``XNNCompiler::compileModel failed: 0x1``). Sharing the input's quantization is exact for a
-  zero padding: 0.0 is the zero point.
+  zero padding: 0.0 is the zero point;
+- SiLU and sigmoid run in int8. ``XNNPACKQuantizer`` leaves ``aten.silu`` and
+  ``aten.sigmoid`` unannotated, so every SiLU of the paper's model (one after nearly every
+  convolution) converted its int8 input to float32, ran a float32 sigmoid and product and
+  converted back: about half of XFormer-S's int8 time at 1024x1024 (docs/int8.md). Here each
+  SiLU is split into ``x * sigmoid(x)`` before annotation (:func:`split_silu`); a sigmoid whose
+  input is int8 reads it with its quantization and writes the fixed quantization of a value in
+  (0, 1) (:data:`SIGMOID_OUTPUT`), and the product reads that without requantizing. XNNPACK
+  then runs each SiLU as one int8 operator and each gate's sigmoid and product in int8, with no
+  conversion around them (its profile: tests/test_deployment/test_executorch_export.py).
 """
 import torch
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
     XNNPACKQuantizer, get_symmetric_quantization_config)
-from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+from torchao.quantization.pt2e.quantizer import (FixedQParamsQuantizationSpec,
+                                                 QuantizationAnnotation, SharedQuantizationSpec)
 
 from ...models.layers import RuntimeCrossFeatureAttention, RuntimeLayerNorm
 
@@ -27,6 +37,15 @@ ANNOTATION = 'quantization_annotation'  # the node.meta key of PT2E's annotation
 #: the same quantized graph, as a fraction of the output's largest magnitude: both requantize
 #: every layer, and their roundings may differ by a step, which the following layers carry on.
 INT8_TOLERANCE = 0.1
+#: A sigmoid's int8 output: (0, 1) in 256 steps, as torch.ao quantizes a sigmoid to int8
+SIGMOID_OUTPUT = FixedQParamsQuantizationSpec(
+    dtype=torch.int8,
+    scale=1 / 256,
+    zero_point=-128,
+    quant_min=-128,
+    quant_max=127,
+    qscheme=torch.per_tensor_affine)
+aten = torch.ops.aten
 
 
 def float_modules():
@@ -43,21 +62,61 @@ def is_zero_padding(node):
     return mode == 'constant' and value in (None, 0)
 
 
+def split_silu(graph_module):
+    """Replace each ``aten.silu`` of an exported module by ``x * aten.sigmoid(x)``, in place."""
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if node.op != 'call_function' or node.target != aten.silu.default:
+            continue
+        x = node.args[0]
+        with graph.inserting_before(node):
+            gate = graph.call_function(aten.sigmoid.default, (x, ))
+            product = graph.call_function(aten.mul.Tensor, (x, gate))
+        gate.meta = dict(node.meta)  # the same shape and dtype
+        product.meta = dict(node.meta)
+        node.replace_all_uses_with(product)
+        graph.erase_node(node)
+    graph_module.recompile()
+    return graph_module
+
+
+def int8_input(node):
+    """The first input of an FX node if the quantizer annotated it with an int8 output, else
+    None."""
+    source = node.args[0] if node.op == 'call_function' and node.args else None
+    if not isinstance(source, torch.fx.Node):
+        return None
+    annotation = source.meta.get(ANNOTATION)
+    return source if annotation is not None and annotation.output_qspec is not None else None
+
+
 class XFormerXnnpackQuantizer(XNNPACKQuantizer):
-    """``XNNPACKQuantizer`` whose zero paddings share their input's quantization."""
+    """``XNNPACKQuantizer`` with int8 SiLUs and sigmoids, whose zero paddings share their
+    input's quantization (see the module's docstring)."""
+
+    def transform_for_annotation(self, model):
+        return split_silu(super().transform_for_annotation(model))
 
     def annotate(self, model):
         model = super().annotate(model)
         for node in model.graph.nodes:
-            if not is_zero_padding(node):
-                continue
-            source = node.args[0]
-            annotation = source.meta.get(ANNOTATION)
-            if annotation is None or annotation.output_qspec is None:
-                continue  # a float32 input: the pad stays float32 too
-            shared = SharedQuantizationSpec(source)
-            node.meta[ANNOTATION] = QuantizationAnnotation(
-                input_qspec_map={source: shared}, output_qspec=shared, _annotated=True)
+            source = int8_input(node)
+            if source is None:
+                continue  # a float32 input: the node stays float32 too
+            if is_zero_padding(node):
+                shared = SharedQuantizationSpec(source)
+                node.meta[ANNOTATION] = QuantizationAnnotation(
+                    input_qspec_map={source: shared}, output_qspec=shared, _annotated=True)
+            elif node.target == aten.sigmoid.default:
+                node.meta[ANNOTATION] = QuantizationAnnotation(
+                    input_qspec_map={source: SharedQuantizationSpec(source)},
+                    output_qspec=SIGMOID_OUTPUT,
+                    _annotated=True)
+                # the product reads the sigmoid as it is, not requantized to its own range
+                for user in node.users:
+                    annotation = user.meta.get(ANNOTATION)
+                    if annotation is not None and node in annotation.input_qspec_map:
+                        annotation.input_qspec_map[node] = SharedQuantizationSpec(node)
         return model
 
 
