@@ -14,15 +14,16 @@ activations, three things added:
   (``Failed to create StaticConstantPad node ... xnn_status_invalid_parameter``,
   ``XNNCompiler::compileModel failed: 0x1``). Sharing the input's quantization is exact for a
   zero padding: 0.0 is the zero point;
-- SiLU and sigmoid run in int8. ``XNNPACKQuantizer`` leaves ``aten.silu`` and
+- SiLU and sigmoid run in int8. ``XNNPACKQuantizer`` leaves ``aten.silu(_)`` and
   ``aten.sigmoid`` unannotated, so every SiLU of the paper's model (one after nearly every
   convolution) converted its int8 input to float32, ran a float32 sigmoid and product and
   converted back: about half of XFormer-S's int8 time at 1024x1024 (docs/int8.md). Here each
   SiLU is split into ``x * sigmoid(x)`` before annotation (:func:`split_silu`); a sigmoid whose
   input is int8 reads it with its quantization and writes the fixed quantization of a value in
   (0, 1) (:data:`SIGMOID_OUTPUT`), and the product reads that without requantizing. XNNPACK
-  then runs each SiLU as one int8 operator and each gate's sigmoid and product in int8, with no
-  conversion around them (its profile: tests/test_deployment/test_executorch_export.py).
+  then runs each SiLU as one int8 element-wise operator and each gate's sigmoid and product in
+  int8, with no conversion around them (XNNPACK's profile, read by
+  ``test_the_paper_model_runs_silu_in_int8``).
 """
 import torch
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -63,12 +64,15 @@ def is_zero_padding(node):
 
 
 def split_silu(graph_module):
-    """Replace each ``aten.silu`` of an exported module by ``x * aten.sigmoid(x)``, in place."""
+    """Replace each ``aten.silu`` of an exported module by ``x * aten.sigmoid(x)``, in place;
+    also each in-place ``aten.silu_`` (mmcv's activations) whose input has no other reader."""
     graph = graph_module.graph
     for node in list(graph.nodes):
-        if node.op != 'call_function' or node.target != aten.silu.default:
+        if node.op != 'call_function' or node.target not in (aten.silu.default, aten.silu_.default):
             continue
         x = node.args[0]
+        if node.target == aten.silu_.default and len(x.users) > 1:
+            continue  # another reader of x sees it after the in-place SiLU: left as it is
         with graph.inserting_before(node):
             gate = graph.call_function(aten.sigmoid.default, (x, ))
             product = graph.call_function(aten.mul.Tensor, (x, gate))
