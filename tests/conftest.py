@@ -32,6 +32,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'needs(*packages): skip unless these packages are '
         'installed (e.g. a toolbox: mmdet, mmseg, mmpretrain)')
+    if not hasattr(config, 'workerinput'):  # pytest-xdist's controller, before its workers
+        # importing mim creates ~/.cache/mim if it is missing, without exist_ok: on a fresh
+        # machine two workers collecting test_mim.py raced (FileExistsError) and xdist stopped
+        # the whole run; imported here first, once
+        installed('mim')
 
 
 def pytest_runtest_setup(item):
