@@ -462,6 +462,31 @@ def export_parser(doc, out_help, epilog=None):
     return parser
 
 
+def parse_runner_args(parser, argv, data_checked):
+    """Add the options that tools/train.py and tools/test.py share (``--launcher``,
+    ``--skip-data-check`` and torch.distributed.launch's ``--local_rank``), parse ``argv`` and
+    pass the local rank on as ``LOCAL_RANK``, as mmengine reads it.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser, with its own options.
+        argv (list[str], optional): The arguments; None for ``sys.argv``.
+        data_checked (str): What the data check covers, e.g. 'the test set'.
+    """
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--skip-data-check',
+        action='store_true',
+        help=f'do not check {data_checked} before building the runner')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
 def add_calibration_argument(parser, needs=None):
     """``--calib-images N``: how many training images int8 is calibrated on (and how many test
     images its agreement with fp32 is measured on). ``needs``: the flag it goes with, if any."""

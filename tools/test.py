@@ -15,7 +15,7 @@ from mmxformer.checkpoint.safe_load import NotACheckpointError
 from mmxformer.checkpoint.state_dict import PretrainedKeysError, check_pretrained_keys
 from mmxformer.cli import (CfgOptionsAction, UsageError, check_data, check_launcher,
                            check_output_file, check_writable_dir, enable_dump, enable_show,
-                           exit_on_usage_error, load_run_config)
+                           exit_on_usage_error, load_run_config, parse_runner_args)
 from mmxformer.engine.distributed import setup_cpu_distributed
 
 
@@ -32,19 +32,7 @@ def parse_args(argv=None):
         "run's folder in the work dir")
     parser.add_argument(
         '--cfg-options', nargs='+', action=CfgOptionsAction, help='override settings of the config')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
-        '--skip-data-check',
-        action='store_true',
-        help='do not check the test set before building the runner')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv, 'the test set')
 
 
 def main(argv=None):

@@ -10,12 +10,11 @@ writing to is refused. Checkpoints are never half-written: each is renamed into 
 The checkpoint the run starts from (--resume, load_from) must fit the model.
 """
 import argparse
-import os
 
 from mmxformer.cli import (CfgOptionsAction, add_random_state_hook, check_data,
                            check_fresh_work_dir, check_launcher, check_start_checkpoint,
                            check_writable_dir, enable_amp, enable_auto_scale_lr, enable_resume,
-                           exit_on_usage_error, load_run_config, lock_work_dir,
+                           exit_on_usage_error, load_run_config, lock_work_dir, parse_runner_args,
                            write_checkpoints_atomically)
 from mmxformer.engine.distributed import setup_cpu_distributed
 from mmxformer.utils.config import toolbox_of
@@ -44,23 +43,11 @@ def parse_args(argv=None):
         action=CfgOptionsAction,
         help='override settings of the config, e.g. train_cfg.max_epochs=2')
     parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
-        '--skip-data-check',
-        action='store_true',
-        help='do not check the data sets before building the runner')
-    parser.add_argument(
         '--overwrite',
         action='store_true',
         help='train into a work dir that holds checkpoints of an earlier run, '
         'replacing them')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv, 'the data sets')
 
 
 def main(argv=None):

@@ -1,10 +1,9 @@
 """What the deployment tools check before the work starts: that an input fits in memory, that an
 output fits on its disk, and that an error while writing names the file that was not written."""
-import contextlib
 import os.path as osp
 import shutil
 import weakref
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -126,18 +125,6 @@ def check_output_is_no_input(out: str, inputs: Dict[str, Optional[str]]) -> None
             named = f' ({path})' if path != out else ''
             raise ValueError(f'{out} is {what}{named}, which it would replace: write to another '
                              'file')
-
-
-@contextlib.contextmanager
-def naming_output(path: str) -> Iterator[None]:
-    """An ``OSError`` of the block (a disk that filled up while a temporary file was written)
-    names ``path``, the file that was not written, instead of the temporary file."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno is None:
-            raise
-        raise OSError(error.errno, error.strerror, path) from error
 
 
 def _size(nbytes):

@@ -41,9 +41,9 @@ def temporary_path(directory, prefix, suffix):
 
 
 @contextlib.contextmanager
-def _naming(path):
-    """An ``OSError`` of the block (a full disk, while the temporary file is written) names
-    ``path``, the file that was not written, and not the temporary file."""
+def naming_output(path: str) -> Iterator[None]:
+    """An ``OSError`` of the block (a disk that filled up while a temporary file was written)
+    names ``path``, the file that was not written, instead of the temporary file."""
     try:
         yield
     except OSError as error:
@@ -56,7 +56,7 @@ def save_atomically(obj, path):
     """``torch.save`` to a temporary file next to ``path``, then rename: never half-written."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with _naming(path), temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
+    with naming_output(path), temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
         torch.save(obj, tmp)
         os.replace(tmp, path)
 
@@ -65,7 +65,7 @@ def write_text_atomically(path, text):
     """Write ``text`` to a temporary file next to ``path``, then rename: never half-written."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with _naming(path), temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
+    with naming_output(path), temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
         os.replace(tmp, path)
@@ -75,7 +75,7 @@ def write_bytes_atomically(path, data):
     """Write ``data`` to a temporary file next to ``path``, then rename: never half-written."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with _naming(path), temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
+    with naming_output(path), temporary_path(directory, f'.{osp.basename(path)}.', '.tmp') as tmp:
         with open(tmp, 'wb') as f:
             f.write(data)
         os.replace(tmp, path)

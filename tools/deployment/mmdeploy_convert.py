@@ -30,9 +30,10 @@ from mmxformer.checkpoint.state_dict import check_pretrained_keys
 from mmxformer.cli import check_writable_dir
 from mmxformer.deployment.mmdeploy.check import check_records, compare_with_pytorch, format_record
 from mmxformer.deployment.mmdeploy.compat import torchscript_onnx_export
-from mmxformer.deployment.preflight import check_disk_space, naming_output, weight_bytes
+from mmxformer.deployment.preflight import check_disk_space, weight_bytes
 from mmxformer.tasks.base import BackendMismatchError
 from mmxformer.utils.config import build_model
+from mmxformer.utils.fileio import naming_output
 
 
 def parse_args(argv=None):

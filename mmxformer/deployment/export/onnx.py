@@ -39,9 +39,8 @@ from mmengine.config import Config
 
 from ...tasks import TensorModel
 from ...utils.config import check_shape, preprocessing_of
-from ...utils.fileio import temporary_path
-from ..preflight import (check_disk_space, check_memory, check_output_is_no_input, naming_output,
-                         weight_bytes)
+from ...utils.fileio import naming_output, temporary_path
+from ..preflight import check_disk_space, check_memory, check_output_is_no_input, weight_bytes
 from .network import TOLERANCE, ExportCheckError, build_network, random_input
 
 DEFAULT_OPSET = 17

@@ -7,8 +7,8 @@ from typing import Optional, Tuple
 
 from mmengine.config import Config
 
-from ..preflight import (check_disk_space, check_memory, check_output_is_no_input, naming_output,
-                         weight_bytes)
+from ...utils.fileio import naming_output
+from ..preflight import check_disk_space, check_memory, check_output_is_no_input, weight_bytes
 from ..quantize.calibration import agreement, calibration_inputs
 from ..quantize.onnxruntime import quantize_onnx
 from .network import build_network
