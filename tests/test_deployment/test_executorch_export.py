@@ -18,6 +18,7 @@ from mmxformer.cli import UsageError  # noqa: E402
 from mmxformer.deployment.export import executorch as ee  # noqa: E402
 from mmxformer.deployment.export.network import ExportCheckError, build_network  # noqa: E402
 from mmxformer.deployment.export.onnx import export_onnx  # noqa: E402
+from mmxformer.deployment.quantize import pt2e  # noqa: E402
 from mmxformer.models import SqueezeExcitation, XFormer, to_runtime_form  # noqa: E402
 from mmxformer.utils.config import load_config  # noqa: E402
 
@@ -89,8 +90,7 @@ def test_a_zero_padding_shares_its_input_quantization():
     model = to_runtime_form(XFormer(TINY_ARCH, out_indices=(4, ))).eval()
     x = torch.randn(1, 3, 32, 32)
     module = torch.export.export(model, (x, )).module()
-    from mmxformer.deployment.quantize.pt2e import quantize_for_xnnpack
-    quantized = quantize_for_xnnpack(module, x, [torch.randn(1, 3, 32, 32)])
+    quantized = pt2e.quantize_for_xnnpack(module, x, [torch.randn(1, 3, 32, 32)])
     pads = [node for node in quantized.graph.nodes if node.target == torch.ops.aten.pad.default]
     assert pads
     for pad in pads:
@@ -247,33 +247,81 @@ def test_what_cannot_be_exported_is_refused_before_the_export(classifier_program
     assert sorted(os.listdir(tmp_path)) == ['weights.pth']
 
 
-def test_the_relu_variant_runs_int8_between_its_layers():
-    # configs/*-relu*.py's backbone after PT2E with the XNNPACK quantizer: no activation or norm
-    # left in float32 (what SiLU, GELU and the LayerNorms of the paper's model are), and the
-    # lowered program computes the quantized graph (the exporters' int8 check)
-    import re
-
-    from mmxformer.deployment.quantize.pt2e import INT8_TOLERANCE, quantize_for_xnnpack
-    variant = dict(
-        act_cfg=dict(type='ReLU'),
-        transformer_act_cfg=dict(type='ReLU'),
-        transformer_norm_cfg=dict(type='TokenBatchNorm'))
+def quantized_tiny_xformer(**variant):
+    """A tiny XFormer in its runtime form, exported, and after PT2E with the XNNPACK quantizer;
+    and its input."""
     torch.manual_seed(0)
     model = to_runtime_form(XFormer(TINY_ARCH, out_indices=(4, ), **variant).eval())
     x = torch.rand(1, 3, 64, 64)
-    quantized = quantize_for_xnnpack(
-        torch.export.export(model, (x, )).module(), x, [torch.rand_like(x) for _ in range(2)])
+    exported = torch.export.export(model, (x, ))
+    quantized = pt2e.quantize_for_xnnpack(exported.module(), x,
+                                          [torch.rand_like(x) for _ in range(2)])
+    return model, exported, quantized, x
+
+
+def lowered_int8(quantized, x):
+    """The XNNPACK program of a quantized graph and its partition summary, checked to compute
+    that graph (the exporters' int8 check)."""
+    program, summary = ee.lower_to_xnnpack(torch.export.export(quantized, (x, )))
+    with torch.no_grad():
+        want = quantized(x)
+    ee.compare(ee.load_method(program), x, want, pt2e.INT8_TOLERANCE * float(want[0].abs().max()))
+    return program, summary
+
+
+def test_the_relu_variant_runs_int8_between_its_layers():
+    # configs/*-relu*.py's backbone after PT2E with the XNNPACK quantizer: no activation or norm
+    # left in float32 (what SiLU, GELU and the LayerNorms of the paper's model are), and the
+    # lowered program computes the quantized graph
+    import re
+    model, _, quantized, x = quantized_tiny_xformer(
+        act_cfg=dict(type='ReLU'),
+        transformer_act_cfg=dict(type='ReLU'),
+        transformer_norm_cfg=dict(type='TokenBatchNorm'))
     ops = [str(node.target) for node in quantized.graph.nodes if node.op == 'call_function']
     assert any('relu' in op for op in ops)
     assert not [op for op in ops if re.search('silu|gelu|hardswish|_norm', op)]
     # the one sigmoid left is the squeeze-excitation gate's, on one value per channel
     gates = sum(isinstance(m, SqueezeExcitation) for m in model.modules())
     assert [op for op in ops if 'sigmoid' in op] == ['aten.sigmoid.default'] * gates
-    program, summary = ee.lower_to_xnnpack(torch.export.export(quantized, (x, )))
-    assert summary['delegates'] >= 1
-    with torch.no_grad():
-        want = quantized(x)
-    ee.compare(ee.load_method(program), x, want, INT8_TOLERANCE * float(want[0].abs().max()))
+    assert lowered_int8(quantized, x)[1]['delegates'] >= 1
+
+
+def test_the_attention_projection_runs_in_int8():
+    # XFA's qkv projection reads int8 tokens and int8 weights and writes int8, which the float32
+    # rest of XFA dequantizes (docs/int8.md: the largest float32 operator of the int8 programs)
+    from mmxformer.models.layers import RuntimeCrossFeatureAttention
+    model, _, quantized, x = quantized_tiny_xformer()
+    attentions = sum(isinstance(m, RuntimeCrossFeatureAttention) for m in model.modules())
+    projections = [
+        n for n in quantized.graph.nodes
+        if n.target == torch.ops.aten.linear.default and pt2e.is_attention_projection(n)
+    ]
+    assert attentions and len(projections) == attentions
+    for linear in projections:
+        tokens, weight = linear.args[:2]
+        assert 'dequantize_per_tensor' in str(tokens.target)
+        assert 'dequantize_per_channel' in str(weight.target)
+        assert [str(user.target)
+                for user in linear.users] == ['quantized_decomposed.quantize_per_tensor.default']
+    # the rest of XFA computes in float32: int8 reaches it only through its slices and reshapes
+    # of the projection's output (which PT2E quantizes as their input, exactly), and leaves it
+    # only at its output, which the next int8 layer reads
+
+    def in_attention(node):
+        return 'RuntimeCrossFeatureAttention' in str(pt2e.module_types(node))
+
+    arithmetic = [
+        n for n in quantized.graph.nodes
+        if in_attention(n) and n not in projections and n.target not in (
+            torch.ops.aten.slice.Tensor, torch.ops.aten.reshape.default)
+    ]
+    outputs = [n for n in arithmetic if any('quantize_per' in str(u.target) for u in n.users)]
+    assert len(arithmetic) > len(outputs) == attentions
+    for output in outputs:
+        (quantize, ) = output.users
+        assert not [user for user in quantize.users if in_attention(user)]
+    lowered_int8(quantized, x)
 
 
 def test_the_paper_model_runs_silu_in_int8():
@@ -281,14 +329,9 @@ def test_the_paper_model_runs_silu_in_int8():
     # XNNPACK, not float32 between two conversions (docs/int8.md: half of XFormer-S's int8 time
     # at 1024x1024)
     from mmxformer.analysis.executorch_profile import profile_program
-    from mmxformer.deployment.quantize.pt2e import INT8_TOLERANCE, quantize_for_xnnpack
     silu = (torch.ops.aten.silu.default, torch.ops.aten.silu_.default)
-    torch.manual_seed(0)
-    model = to_runtime_form(XFormer(TINY_ARCH, out_indices=(4, )).eval())
-    x = torch.rand(1, 3, 64, 64)
-    exported = torch.export.export(model, (x, ))
+    model, exported, quantized, x = quantized_tiny_xformer()
     assert any(node.target in silu for node in exported.graph.nodes)
-    quantized = quantize_for_xnnpack(exported.module(), x, [torch.rand_like(x) for _ in range(2)])
     assert not [node for node in quantized.graph.nodes if node.target in silu]
     sigmoids = [n for n in quantized.graph.nodes if n.target == torch.ops.aten.sigmoid.default]
     assert len(sigmoids) > sum(isinstance(m, SqueezeExcitation) for m in model.modules())
@@ -301,10 +344,7 @@ def test_the_paper_model_runs_silu_in_int8():
         for dequantize in quantize.users:
             assert dequantize.args[1:3] == (1 / 256, -128)
             assert [user.target for user in dequantize.users] == [torch.ops.aten.mul.Tensor]
-    program, _ = ee.lower_to_xnnpack(torch.export.export(quantized, (x, )))
-    with torch.no_grad():
-        want = quantized(x)
-    ee.compare(ee.load_method(program), x, want, INT8_TOLERANCE * float(want[0].abs().max()))
+    program, _ = lowered_int8(quantized, x)
     # XNNPACK's own record of what it ran: its sigmoid operator (float32, between conversions
     # in an int8 program) only in the float32 program
     fp32 = ee.lower_to_xnnpack(exported)[0]
