@@ -1,5 +1,6 @@
 """What the deployment tools check before the work starts: that an input fits in memory, that an
-output fits on its disk, and that an error while writing names the file that was not written."""
+output fits on its disk and does not replace an input. (That an error while writing names the file
+that was not written is ``mmxformer.utils.fileio.naming_output``.)"""
 import os.path as osp
 import shutil
 import weakref

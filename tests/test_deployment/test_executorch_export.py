@@ -309,7 +309,7 @@ def test_the_attention_projection_runs_in_int8():
     # only at its output, which the next int8 layer reads
 
     def in_attention(node):
-        return 'RuntimeCrossFeatureAttention' in str(pt2e.module_types(node))
+        return pt2e.qualified_name(RuntimeCrossFeatureAttention) in pt2e.module_types(node)
 
     arithmetic = [
         n for n in quantized.graph.nodes

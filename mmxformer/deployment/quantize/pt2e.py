@@ -81,7 +81,7 @@ def is_attention_projection(node):
 
 def is_zero_padding(node):
     """Whether an FX node is ``aten.pad`` with the constant 0."""
-    if node.op != 'call_function' or node.target != torch.ops.aten.pad.default:
+    if node.op != 'call_function' or node.target != aten.pad.default:
         return False
     mode = node.args[2] if len(node.args) > 2 else node.kwargs.get('mode', 'constant')
     value = node.args[3] if len(node.args) > 3 else node.kwargs.get('value')
