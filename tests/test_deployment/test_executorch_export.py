@@ -287,15 +287,25 @@ def test_the_relu_variant_runs_int8_between_its_layers():
     assert lowered_int8(quantized, x)[1]['delegates'] >= 1
 
 
+def called_in(node, kind):
+    """Whether an FX node of an exported program was called in a module of this type
+    (``torch.export`` records the modules in ``nn_module_stack``, their types as classes or as
+    qualified names)."""
+    name = f'{kind.__module__}.{kind.__qualname__}'
+    stack = node.meta.get('nn_module_stack') or {}
+    return any(module in (kind, name) for _, module in stack.values())
+
+
 def test_the_attention_projection_runs_in_int8():
-    # XFA's qkv projection reads int8 tokens and int8 weights and writes int8, which the float32
-    # rest of XFA dequantizes (docs/int8.md: the largest float32 operator of the int8 programs)
-    from mmxformer.models.layers import RuntimeCrossFeatureAttention
+    # XFA's qkv projection reads int8 tokens and int8 weights and writes int8, which XFA's
+    # float32 mixing dequantizes (docs/int8.md: the largest float32 operator of the int8 programs)
+    from mmxformer.models.layers import RuntimeCrossFeatureAttention, RuntimeCrossFeatureMixing
     model, _, quantized, x = quantized_tiny_xformer()
     attentions = sum(isinstance(m, RuntimeCrossFeatureAttention) for m in model.modules())
     projections = [
         n for n in quantized.graph.nodes
-        if n.target == torch.ops.aten.linear.default and pt2e.is_attention_projection(n)
+        if n.target == torch.ops.aten.linear.default and called_in(n, RuntimeCrossFeatureAttention)
+        and not called_in(n, RuntimeCrossFeatureMixing)
     ]
     assert attentions and len(projections) == attentions
     for linear in projections:
@@ -304,23 +314,19 @@ def test_the_attention_projection_runs_in_int8():
         assert 'dequantize_per_channel' in str(weight.target)
         assert [str(user.target)
                 for user in linear.users] == ['quantized_decomposed.quantize_per_tensor.default']
-    # the rest of XFA computes in float32: int8 reaches it only through its slices and reshapes
-    # of the projection's output (which PT2E quantizes as their input, exactly), and leaves it
-    # only at its output, which the next int8 layer reads
-
-    def in_attention(node):
-        return pt2e.qualified_name(RuntimeCrossFeatureAttention) in pt2e.module_types(node)
-
+    # the mixing computes in float32: int8 reaches it only through its slices and reshapes of
+    # the projection's output (which PT2E quantizes as their input, exactly), and leaves it only
+    # at its output, which the next int8 layer reads
     arithmetic = [
         n for n in quantized.graph.nodes
-        if in_attention(n) and n not in projections and n.target not in (
+        if called_in(n, RuntimeCrossFeatureMixing) and n.target not in (
             torch.ops.aten.slice.Tensor, torch.ops.aten.reshape.default)
     ]
     outputs = [n for n in arithmetic if any('quantize_per' in str(u.target) for u in n.users)]
     assert len(arithmetic) > len(outputs) == attentions
     for output in outputs:
         (quantize, ) = output.users
-        assert not [user for user in quantize.users if in_attention(user)]
+        assert not [user for user in quantize.users if called_in(user, RuntimeCrossFeatureMixing)]
     lowered_int8(quantized, x)
 
 

@@ -3,12 +3,12 @@
 ExecuTorch's ``XNNPACKQuantizer`` with per-channel symmetric int8 weights and static int8
 activations, three things added:
 
-- the LayerNorms and XFA (in their runtime forms, :func:`mmxformer.models.to_runtime_form`)
-  stay float32 (:func:`float_modules`): they divide by norms of the tokens, which int8 does not
-  resolve. XFA's qkv projection is the exception (:func:`is_attention_projection`): an int8
-  linear layer like the others, whose output the float32 part dequantizes. In float32 it was
-  the largest float32 operator of the int8 programs, 9 % of XFormer-S's int8 time at
-  1024x1024 (docs/int8.md);
+- the LayerNorms and XFA's mixing (in their runtime forms,
+  :func:`mmxformer.models.to_runtime_form`) stay float32 (:func:`float_modules`): they divide
+  by norms of the tokens, which int8 does not resolve. XFA's qkv projection, a module beside
+  the mixing, is an int8 linear layer like the others, whose output the mixing dequantizes; in
+  float32 it was the largest float32 operator of the int8 programs, 9 % of XFormer-S's int8
+  time at 1024x1024 (docs/int8.md);
 - a zero padding shares its input's scale and zero point. An XF block pads a feature map whose
   height or width is not a multiple of its patch size (XFormer-XXS at 32x32: the 1x1 map of the
   last stage to 2x2). ``XNNPACKQuantizer`` leaves ``aten.pad`` unannotated, so the pad reads the
@@ -33,7 +33,7 @@ from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
 from torchao.quantization.pt2e.quantizer import (FixedQParamsQuantizationSpec,
                                                  QuantizationAnnotation, SharedQuantizationSpec)
 
-from ...models.layers import RuntimeCrossFeatureAttention, RuntimeLayerNorm
+from ...models.layers import RuntimeCrossFeatureMixing, RuntimeLayerNorm
 
 ANNOTATION = 'quantization_annotation'  # the node.meta key of PT2E's annotations
 #: int8 check: largest absolute difference between ExecuTorch's int8 kernels and PyTorch running
@@ -53,30 +53,7 @@ aten = torch.ops.aten
 
 def float_modules():
     """Module types left in float32 (see the module's docstring)."""
-    return (RuntimeLayerNorm, RuntimeCrossFeatureAttention)
-
-
-def qualified_name(kind):
-    """``torch.nn.modules.linear.Linear`` for ``nn.Linear``: how ``torch.export`` names the type
-    of a module in a node's ``nn_module_stack``."""
-    return f'{kind.__module__}.{kind.__qualname__}'
-
-
-def module_types(node):
-    """The qualified names of the modules an FX node of an exported program was called in, the
-    outermost first (``torch.export`` records them in ``nn_module_stack``)."""
-    stack = node.meta.get('nn_module_stack') or {}
-    return [kind if isinstance(kind, str) else qualified_name(kind) for _, kind in stack.values()]
-
-
-def is_attention_projection(node):
-    """Whether an FX node is in the qkv projection of an XFA runtime form: the one ``nn.Linear``
-    that :class:`RuntimeCrossFeatureAttention` calls (its output projection is a product with
-    the attention's scale, computed from the tokens)."""
-    return module_types(node)[-2:] == [
-        qualified_name(RuntimeCrossFeatureAttention),
-        qualified_name(torch.nn.Linear)
-    ]
+    return (RuntimeLayerNorm, RuntimeCrossFeatureMixing)
 
 
 def is_zero_padding(node):
@@ -120,16 +97,13 @@ def int8_input(node):
 
 
 class XFormerXnnpackQuantizer(XNNPACKQuantizer):
-    """``XNNPACKQuantizer`` with int8 SiLUs, sigmoids and XFA qkv projections, whose zero
-    paddings share their input's quantization (see the module's docstring)."""
+    """``XNNPACKQuantizer`` with int8 SiLUs and sigmoids, whose zero paddings share their input's
+    quantization (see the module's docstring)."""
 
     def transform_for_annotation(self, model):
         return split_silu(super().transform_for_annotation(model))
 
     def annotate(self, model):
-        # first, as XNNPACKQuantizer.set_module_name annotates (a private method of it): the
-        # float32 modules' own pass leaves what is annotated already
-        self._annotate_all_patterns(model, self.global_config, is_attention_projection)
         model = super().annotate(model)
         for node in model.graph.nodes:
             source = int8_input(node)

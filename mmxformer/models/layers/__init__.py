@@ -1,4 +1,5 @@
-from .cross_feature_attention import CrossFeatureAttention, RuntimeCrossFeatureAttention
+from .cross_feature_attention import (CrossFeatureAttention, RuntimeCrossFeatureAttention,
+                                      RuntimeCrossFeatureMixing)
 from .identity_mixer import IdentityMixer
 from .layer_norm import RuntimeLayerNorm
 from .mv3_block import MV3Block
@@ -10,6 +11,6 @@ from .xf_block import XFBlock
 
 __all__ = [
     'CrossFeatureAttention', 'IdentityMixer', 'MultiheadSelfAttention', 'MV3Block',
-    'RuntimeCrossFeatureAttention', 'RuntimeLayerNorm', 'SqueezeExcitation', 'TokenBatchNorm',
-    'TransformerLayer', 'XFBlock', 'make_divisible'
+    'RuntimeCrossFeatureAttention', 'RuntimeCrossFeatureMixing', 'RuntimeLayerNorm',
+    'SqueezeExcitation', 'TokenBatchNorm', 'TransformerLayer', 'XFBlock', 'make_divisible'
 ]

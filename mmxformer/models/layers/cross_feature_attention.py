@@ -114,9 +114,10 @@ class CrossFeatureAttention(BaseModule):
         return RuntimeCrossFeatureAttention(self)
 
 
-class RuntimeCrossFeatureAttention(nn.Module):
-    """:class:`CrossFeatureAttention` of a frozen model, with its constant matrices built once
-    and without the ops XNNPACK lacks (``norm``, ``eye``, ``diagonal``, ``split``):
+class RuntimeCrossFeatureMixing(nn.Module):
+    """What :class:`CrossFeatureAttention` computes from its qkv projection's output, for a frozen
+    model, with its constant matrices built once and without the ops XNNPACK lacks (``norm``,
+    ``eye``, ``diagonal``, ``split``):
 
     - the L2 norms of the queries and keys: sqrt(d · mean(x²)), the mean over the two innermost
       axes of the qkv projection viewed as (B, N · 2h, 1, d);
@@ -125,15 +126,16 @@ class RuntimeCrossFeatureAttention(nn.Module):
     - w_c (block-diagonal, (h·d, h)) and λ_h W_f (block-diagonal, (h·d, h·d)) as constants.
 
     Args:
-        attn (CrossFeatureAttention): The module to replace; its weights are copied, so later
-            changes to them are not seen.
+        attn (CrossFeatureAttention): The attention it computes for. Its output projection is
+            shared; its constant matrices are built from its weights now, so later changes to
+            those are not seen.
     """
 
     def __init__(self, attn: CrossFeatureAttention):
         super().__init__()
         h, d = attn.num_heads, attn.head_dims
         self.num_heads, self.head_dims, self.eps = h, d, attn.eps
-        self.qkv, self.proj = attn.qkv, attn.proj
+        self.proj = attn.proj
         with torch.no_grad():
             eye = torch.eye(h, dtype=attn.context_weight.dtype)
             context = (attn.context_weight[:, :, None] * eye[:, None]).reshape(h * d, h)
@@ -147,10 +149,9 @@ class RuntimeCrossFeatureAttention(nn.Module):
         self.register_buffer('mask', mask, persistent=False)
         self.register_buffer('ones', torch.ones(1, h), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, _ = x.shape
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        B, N, _ = qkv.shape
         h, d = self.num_heads, self.head_dims
-        qkv = self.qkv(x)
         q, k, v = qkv[..., :h * d], qkv[..., h * d:2 * h * d], qkv[..., 2 * h * d:]
         squares = qkv[..., :2 * h * d].reshape(B, N * 2 * h, 1, d)
         norms = torch.sqrt((squares * squares).mean((2, 3), keepdim=True) * d)
@@ -160,3 +161,25 @@ class RuntimeCrossFeatureAttention(nn.Module):
         key = F.linear(keys.transpose(1, 2), self.ones).transpose(1, 2)  # (B, 1, h·d)
         scale = F.linear(key, self.feature).reshape(B, h * d, 1) / N
         return torch.bmm(v, scale * self.proj.weight.t()) + self.proj.bias
+
+
+class RuntimeCrossFeatureAttention(nn.Module):
+    """:class:`CrossFeatureAttention` of a frozen model, in a form that XNNPACK runs whole: its
+    qkv projection, then :class:`RuntimeCrossFeatureMixing`.
+
+    The mixing is a module of its own because it divides by norms of the tokens, which int8
+    does not resolve: an int8 quantizer leaves that module float32 by its type and quantizes
+    the projection like any other linear layer (``mmxformer/deployment/quantize/pt2e.py``).
+
+    Args:
+        attn (CrossFeatureAttention): The module to replace; its linear layers are shared, its
+            constant matrices built from its weights now (:class:`RuntimeCrossFeatureMixing`).
+    """
+
+    def __init__(self, attn: CrossFeatureAttention):
+        super().__init__()
+        self.qkv = attn.qkv
+        self.mixing = RuntimeCrossFeatureMixing(attn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixing(self.qkv(x))
