@@ -6,7 +6,8 @@ Like every token mixer of the XF block (chosen through ``attn_cfg``), it takes t
 
 :meth:`CrossFeatureAttention.runtime_form` gives the same function for inference in a form that
 runtimes without ``norm``, ``eye``, ``diagonal`` or ``split`` (XNNPACK) run whole:
-:class:`RuntimeCrossFeatureAttention`.
+:class:`RuntimeCrossFeatureAttention`, the qkv projection followed by
+:class:`RuntimeCrossFeatureMixing`.
 """
 import math
 from typing import List, Optional, Union
