@@ -42,6 +42,21 @@ def test_runtime_cross_feature_attention_is_the_attention(num_heads):
         torch.testing.assert_close(runtime(x), attn(x), rtol=1e-4, atol=1e-5)
 
 
+def test_runtime_cross_feature_attention_shares_its_linear_layers_and_fixes_its_constants():
+    # as its docstring says: the linear layers are the attention's own, the constant matrices
+    # are built from the weights once, so a later change to those weights is not seen
+    torch.manual_seed(0)
+    attn = perturbed(CrossFeatureAttention(64, qkv_dims=96, num_heads=4))
+    runtime = attn.runtime_form()
+    assert runtime.qkv is attn.qkv and runtime.mixing.proj is attn.proj
+    x = torch.randn(2, 10, 64)
+    with torch.no_grad():
+        before = runtime(x)
+        attn.context_weight.mul_(2.)
+        assert not torch.allclose(attn(x), before, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(runtime(x), before, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize('shape', [(2, 10, 32), (7, 32), (2, 3, 5, 32)])
 def test_runtime_layer_norm_is_the_layer_norm(shape):
     torch.manual_seed(0)
